@@ -1,0 +1,8 @@
+"""``python -m boost_core``: see boost_core.cli."""
+
+import sys
+
+from boost_core.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

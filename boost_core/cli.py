@@ -1,0 +1,238 @@
+"""Command line: ``python -m boost_core IMAGE [IMAGE ...] --net ... --mode ... --output DIR`` and subcommands.
+
+With ``--progress json`` stdout carries only JSON objects, one per line (the protocol the Blender extension
+reads: start / stage / progress / result / error / done); human-readable messages go to stderr.
+Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (weights, device), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+
+SUBCOMMANDS = {  # name -> module with main(argv) -> int
+    "weights": "boost_core.weights_cli",
+    "merge": "boost_core.byod",
+    "resolution": "boost_core.resolution_cli",
+    "evaluate": "boost_core.evaluation_cli",
+    "prepare-dataset": "boost_core.training.dataset_cli",
+    "train": "boost_core.training.train_cli",
+}
+EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SUBCOMMANDS:
+        import importlib
+
+        return importlib.import_module(SUBCOMMANDS[argv[0]]).main(argv[1:])
+    return estimate_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .io import FORMATS
+    from .networks import registry
+    from .pipeline import MODES
+
+    parser = argparse.ArgumentParser(
+        prog="python -m boost_core",
+        description="Boosted monocular depth (Miangoleh, Dille et al., CVPR 2021). "
+                    f"Subcommands: {', '.join(SUBCOMMANDS)} (e.g. `python -m boost_core weights list`).")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (png, jpg, tif, ...)")
+    parser.add_argument("--net", default="midas_v2", choices=registry.names(), help="base network")
+    parser.add_argument("--mode", default="final", type=str.lower, choices=MODES,
+                        help="r0 / r20: whole-image double estimate; final: plus local boosting (default)")
+    parser.add_argument("--base-weights", type=Path, help="base network checkpoint (default: models folder)")
+    parser.add_argument("--merge-weights", type=Path, help="merge network latest_net_G.pth (default: models folder)")
+    parser.add_argument("--models-dir", type=Path, help="models folder (default: BOOST_DEPTH_MODELS or per-user)")
+    parser.add_argument("--output", "-o", type=Path, required=True, help="output folder (created if needed)")
+    parser.add_argument("--max-res", type=float, default=None, help="cap on the boosted long side in px")
+    parser.add_argument("--output-size", choices=("input", "full"), default="input",
+                        help="input: map at the photo's size (reference default); full: at the boosted size")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--format", default="png16", type=_formats(FORMATS),
+                        help=f"comma-separated subset of {','.join(FORMATS)} (default png16)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
+                        help="auto: a bar on a terminal; json: JSON lines on stdout")
+    return parser
+
+
+def _formats(known):
+    def parse(text: str) -> list[str]:
+        formats = [f.strip().lower() for f in text.split(",") if f.strip()]
+        bad = [f for f in formats if f not in known]
+        if bad or not formats:
+            raise argparse.ArgumentTypeError(f"unknown format {', '.join(bad) or text!r}; choose from {','.join(known)}")
+        return list(dict.fromkeys(formats))
+    return parse
+
+
+class Reporter:
+    """Emits protocol events: JSON lines on stdout, or a progress bar / messages on stderr."""
+
+    def __init__(self, style: str):
+        if style == "auto":
+            style = "bar" if sys.stderr.isatty() else "none"
+        self.style = style
+        self.image = None
+
+    def emit(self, event: dict) -> None:
+        if self.image is not None and "image" not in event and event["event"] not in ("done",):
+            event = {"event": event["event"], "image": self.image, **{k: v for k, v in event.items() if k != "event"}}
+        if self.style == "json":
+            sys.stdout.write(json.dumps(event) + "\n")
+            sys.stdout.flush()
+        elif self.style == "bar":
+            self._bar(event)
+
+    def message(self, text: str) -> None:
+        """One line for a person, on stderr (always: failures must be visible without JSON)."""
+        if self.style == "bar":
+            sys.stderr.write("\r\033[K")
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+    def _bar(self, event: dict) -> None:
+        kind = event["event"]
+        if kind == "stage":
+            sys.stderr.write(f"\r\033[K{Path(event.get('image', '')).name}: {event['stage'].replace('_', ' ')}")
+        elif kind == "progress":
+            width = 30
+            filled = int(width * event["fraction"])
+            sys.stderr.write(f"\r\033[K{Path(event.get('image', '')).name}: patches "
+                             f"[{'#' * filled}{'.' * (width - filled)}] {event['done']}/{event['of']}")
+        elif kind == "result":
+            sys.stderr.write(f"\r\033[K{Path(event['image']).name}: done (R={event['R']}) -> "
+                             f"{', '.join(str(p) for p in event['outputs'].values())}\n")
+        sys.stderr.flush()
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (how the Blender extension cancels a job) unwinds like Ctrl-C, so temp files are removed."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        pass
+
+
+def estimate_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    reporter = Reporter(args.progress)
+    _terminate_as_interrupt()
+    try:
+        networks, device = _setup(args)
+    except Exception as error:  # weights missing/corrupt, device unavailable: nothing can run
+        reporter.emit({"event": "error", "image": None, "message": str(error), "hint": getattr(error, "hint", "")})
+        reporter.emit({"event": "done", "ok": 0, "failed": len(args.images)})
+        reporter.message(f"error: {error}")
+        return EXIT_USAGE
+    ok = failed = 0
+    cancel = threading.Event()
+    names = _planned_outputs(args)
+    total = len(args.images)
+    try:
+        for index, image_path in enumerate(args.images):
+            reporter.image = str(image_path)
+            reporter.emit({"event": "start", "index": index, "total": total})
+            try:
+                _process_one(Path(image_path), names[index], args, networks, device, reporter, cancel)
+                ok += 1
+            except KeyboardInterrupt:
+                raise
+            except Exception as error:
+                failed += 1
+                hint = getattr(error, "hint", "")
+                reporter.emit({"event": "error", "message": str(error), "hint": hint})
+                reporter.message(f"{image_path}: error: {error}")
+    except KeyboardInterrupt:
+        reporter.image = None
+        reporter.emit({"event": "done", "ok": ok, "failed": failed, "cancelled": True})
+        reporter.message("cancelled")
+        return EXIT_CANCELLED
+    reporter.image = None
+    reporter.emit({"event": "done", "ok": ok, "failed": failed})
+    if reporter.style != "json" and total > 1:
+        reporter.message(f"{ok} done, {failed} failed")
+    return EXIT_FAILED if failed else 0
+
+
+def resolve_device(requested: str) -> str:
+    """"auto" -> cuda, else mps, else cpu; an explicit unavailable device is an error naming the fix."""
+    import torch
+
+    cuda, mps = torch.cuda.is_available(), bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if requested == "cuda" and not cuda:
+        raise RuntimeError("--device cuda asked for, but this torch build sees no CUDA GPU (use --device cpu, "
+                           "or install a CUDA build of torch)")
+    if requested == "mps" and not mps:
+        raise RuntimeError("--device mps asked for, but Apple MPS is not available here (use --device cpu)")
+    return requested
+
+
+def _setup(args):
+    import torch
+
+    from .pipeline import load_networks
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    networks = load_networks(args.net, args.base_weights, args.merge_weights, models_dir=args.models_dir,
+                             device=device)
+    return networks, device
+
+
+def _planned_outputs(args) -> list:
+    """Output stem per image, or an Exception to report for that image (duplicate stem)."""
+    seen: dict[str, str] = {}
+    plan = []
+    for image in args.images:
+        stem = Path(image).stem
+        if stem in seen:
+            plan.append(ValueError(f"its output name {stem!r} is already used by {seen[stem]}; "
+                                   "rename one of them or run them with separate --output folders"))
+        else:
+            seen[stem] = str(image)
+            plan.append(stem)
+    return plan
+
+
+def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> None:
+    from .io import output_paths, read_image, write_depth_files
+    from .pipeline import boost
+
+    if isinstance(stem, Exception):
+        raise stem
+    paths = output_paths(stem, args.output, args.format)
+    source = path.resolve()
+    for target in paths.values():
+        if target.resolve() == source:
+            raise ValueError(f"writing {target} would overwrite the input image; choose another --output folder")
+        if target.exists() and not args.overwrite:
+            raise FileExistsError(f"{target} already exists; pass --overwrite to replace it, or pick another --output")
+    start = time.perf_counter()
+    rgb = read_image(path)
+    result = boost(rgb, args.net, args.mode, args.max_res, networks=networks, device=device,
+                   output_size=args.output_size, progress=reporter.emit, cancel=cancel)
+    reporter.emit({"event": "stage", "stage": "writing"})
+    written = write_depth_files(result.depth, paths)
+    reporter.emit({
+        "event": "result", "outputs": {fmt: str(p) for fmt, p in written.items()}, "R": result.R,
+        "factor": result.factor, "kind": result.kind, "net": result.net, "mode": result.mode,
+        "shape": list(result.depth.shape), "patches": len(result.patches), "boosted": result.boosted,
+        "warnings": result.warnings, "seconds": round(time.perf_counter() - start, 3),
+    })

@@ -1,0 +1,185 @@
+"""Reading photos and depth maps; writing depth maps atomically (temp name in the target folder, then replace).
+
+Formats written: ``png16`` (the reference's quantisation), ``exr`` (float32, one channel "Y"), ``npy`` (float32,
+the map before quantisation) and ``color`` (8-bit INFERNO PNG, as the reference's --colorize_results).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+FORMATS = ("png16", "exr", "npy", "color")
+SUFFIXES = {"png16": ".png", "exr": ".exr", "npy": ".npy", "color": "_color.png"}
+PHOTO_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+
+
+class ImageReadError(ValueError):
+    """A file could not be read as an image; the message names the file and why."""
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """A photo file -> float64 (H, W, 3) RGB in [0, 1].
+
+    8-bit files are divided by 255 (bit-identical to the reference's cv2.imread path), 16-bit by 65535.
+    Grey images become 3 channels, alpha is dropped, EXIF orientation is applied.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"cannot read image {path}: no such file")
+    data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths on Windows
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    if image is None:
+        raise ImageReadError(
+            f"cannot read image {path}: not an image OpenCV can decode "
+            f"(use one of {', '.join(PHOTO_EXTENSIONS)})")
+    scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
+    rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if scale is None:  # float files (e.g. 32-bit TIFF): taken as linear [0, 1]
+        return np.clip(rgb.astype(np.float64), 0, 1)
+    return rgb.astype(np.float64) / scale
+
+
+def read_depth(path: str | Path) -> np.ndarray:
+    """A depth map file (16/8-bit PNG or TIFF, EXR, NPY, PFM) -> float32 (H, W) at full precision.
+
+    Integer images are scaled to [0, 1] by their type's range; colour images are refused (a colour-mapped
+    depth picture is not depth).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"cannot read depth map {path}: no such file")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        depth = np.load(path, allow_pickle=False)
+    elif suffix == ".exr":
+        depth = _read_exr(path)
+    elif suffix == ".pfm":
+        depth = _read_pfm(path)
+    else:
+        data = np.fromfile(path, dtype=np.uint8)
+        depth = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+        if depth is None:
+            raise ImageReadError(f"cannot read depth map {path}: not a PNG/TIFF/EXR/NPY/PFM file")
+        if depth.ndim == 3:
+            if depth.shape[2] >= 3 and not (np.array_equal(depth[..., 0], depth[..., 1])
+                                            and np.array_equal(depth[..., 1], depth[..., 2])):
+                raise ImageReadError(
+                    f"{path} is a colour image; depth maps must be single-channel (16-bit PNG, EXR or NPY)")
+            depth = depth[..., 0]
+        if depth.dtype == np.uint8:
+            depth = depth / 255.0
+        elif depth.dtype == np.uint16:
+            depth = depth / 65535.0
+    depth = np.asarray(depth)
+    if depth.ndim == 3 and depth.shape[2] == 1:
+        depth = depth[..., 0]
+    if depth.ndim != 2:
+        raise ImageReadError(f"{path}: expected a single-channel (H, W) depth map, got shape {depth.shape}")
+    return depth.astype(np.float32)
+
+
+def quantize16(depth: np.ndarray) -> np.ndarray:
+    """Reference quantisation: uint16(65535·(d - min)/(max - min)) computed in float32, truncated.
+
+    A constant map becomes all zeros (the reference crashes there).
+    """
+    return _quantize(depth, 65535, np.uint16)
+
+
+def colorize(depth: np.ndarray) -> np.ndarray:
+    """8-bit INFERNO visualisation (reference --colorize_results): uint8 (H, W, 3) in BGR channel order."""
+    return cv2.applyColorMap(_quantize(depth, 255, np.uint8), cv2.COLORMAP_INFERNO)
+
+
+def _quantize(depth, levels, dtype):
+    d = np.asarray(depth, dtype=np.float32)
+    lo, hi = d.min(), d.max()
+    if not (hi - lo) > np.finfo(float).eps:
+        return np.zeros(d.shape, dtype)
+    return (levels * (d - lo) / (hi - lo)).astype(dtype)
+
+
+def output_paths(stem: str, directory: str | Path, formats) -> dict[str, Path]:
+    """Where each requested format of ``stem`` goes: {format: DIR/<stem><suffix>}."""
+    return {fmt: Path(directory) / f"{stem}{SUFFIXES[fmt]}" for fmt in formats}
+
+
+def write_depth_files(depth: np.ndarray, paths: dict[str, Path]) -> dict[str, Path]:
+    """Write every format in ``paths`` all-or-nothing: all temps first, then replace; on failure none remain."""
+    temps: dict[str, Path] = {}
+    try:
+        for fmt, path in paths.items():
+            temps[fmt] = _write_temp(fmt, depth, Path(path))
+        for fmt, path in paths.items():
+            os.replace(temps.pop(fmt), path)
+    except BaseException:
+        for temp in temps.values():
+            temp.unlink(missing_ok=True)
+        raise
+    return dict(paths)
+
+
+def _write_temp(fmt: str, depth: np.ndarray, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
+    os.close(fd)
+    temp = Path(name)
+    try:
+        if fmt == "npy":
+            with open(temp, "wb") as f:
+                np.save(f, np.asarray(depth, np.float32))
+        elif fmt == "exr":
+            write_exr(temp, depth)
+        elif fmt in ("png16", "color"):
+            image = quantize16(depth) if fmt == "png16" else colorize(depth)
+            ok, buffer = cv2.imencode(".png", image)
+            if not ok:
+                raise OSError(f"PNG encoding failed for {path}")
+            buffer.tofile(temp)
+        else:
+            raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def write_exr(path: str | Path, depth: np.ndarray) -> None:
+    """Single-channel ("Y") float32 ZIP-compressed scanline OpenEXR, rows top-down as in the array."""
+    import OpenEXR
+
+    header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    channels = {"Y": np.ascontiguousarray(depth, dtype=np.float32)}
+    with OpenEXR.File(header, channels) as exr:
+        exr.write(str(path))
+
+
+def _read_exr(path: Path) -> np.ndarray:
+    import OpenEXR
+
+    with OpenEXR.File(str(path)) as exr:
+        channels = exr.channels()
+        for name in ("Y", "Z", "R", "depth", "V"):
+            if name in channels:
+                return np.asarray(channels[name].pixels, np.float32)
+        first = next(iter(channels.values())).pixels
+        return np.asarray(first[..., 0] if first.ndim == 3 else first, np.float32)
+
+
+def _read_pfm(path: Path) -> np.ndarray:
+    """Portable Float Map (as Middlebury's disparities): header 'Pf', 'W H', scale (<0: little-endian)."""
+    with open(path, "rb") as f:
+        kind = f.readline().strip()
+        if kind not in (b"Pf", b"PF"):
+            raise ImageReadError(f"{path}: not a PFM file")
+        width, height = map(int, f.readline().split())
+        scale = float(f.readline())
+        data = np.fromfile(f, dtype="<f4" if scale < 0 else ">f4")
+    channels = 3 if kind == b"PF" else 1
+    data = data.reshape(height, width, channels)[..., 0]
+    return np.flipud(data).astype(np.float32)  # PFM rows run bottom-up

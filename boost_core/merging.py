@@ -1,0 +1,67 @@
+"""Local boosting, part 2 (paper §6): align a patch's double estimate to the base and blend it in.
+
+Maps are float arrays of relative depth; the canvas (accumulator) is float32 (H_c, W_c).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+MASK_TEMPLATE_SIZE = 3000
+MASK_MARGIN = 0.15  # the template is 1 inside [15%, 85%] before feathering
+
+
+@lru_cache(maxsize=1)
+def feather_mask_template() -> np.ndarray:
+    """The 3000x3000 float32 feathered square in [0, 1]: 1 in the centre 70%, ~0 at the border.
+
+    Gaussian-blurred (kernel 749, sigma 187) then min-max normalised. Built once per process (read-only).
+    """
+    size = MASK_TEMPLATE_SIZE
+    mask = np.zeros((size, size), np.float32)
+    margin = int(MASK_MARGIN * size)
+    mask[margin:size - margin, margin:size - margin] = 1
+    sigma = int(size / 16)
+    kernel = int(2 * np.ceil(2 * sigma) + 1)
+    mask = cv2.GaussianBlur(mask, (kernel, kernel), sigma)
+    mask = (mask - mask.min()) / (mask.max() - mask.min())
+    mask.flags.writeable = False
+    return mask
+
+
+class FeatherMasks:
+    """Feathered masks at patch sizes: the template resized linearly, cached per (h, w)."""
+
+    def __init__(self):
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, shape: tuple[int, int]) -> np.ndarray:
+        """(h, w) -> float32 (h, w) mask in [0, 1]."""
+        if shape not in self._cache:
+            template = feather_mask_template()
+            self._cache[shape] = cv2.resize(template, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)
+        return self._cache[shape]
+
+
+def align_to_base(merged: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Least-squares shift/scale of ``merged`` onto ``base`` (same shape): returns p0·merged + p1, float64."""
+    p = np.polyfit(merged.ravel().astype(np.float64), base.ravel().astype(np.float64), deg=1)
+    return np.polyval(p, merged.astype(np.float64))
+
+
+def resize_cubic(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Cubic resize to ``shape`` = (h, w); same dtype. OpenCV copies when the size already matches."""
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)  # (width, height)
+
+
+def blend_into(canvas: np.ndarray, rect, patch_depth: np.ndarray, mask: np.ndarray) -> None:
+    """canvas[rect] = canvas·(1 - mask) + patch_depth·mask, in place (canvas keeps its float32 dtype).
+
+    rect = (x, y, w, h) in canvas pixels; patch_depth and mask have the shape of the (clipped) crop.
+    """
+    x, y, w, h = rect
+    window = canvas[y:y + h, x:x + w]
+    window[...] = window * (1 - mask) + patch_depth * mask
