@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Blender test environments for Boost Depth: the system libraries the bpy wheels load, and one venv per Blender
+# version (.venv-bpy42: Blender 4.2 LTS, the minimum supported; .venv-bpy50: Blender 5.0). Idempotent: a venv
+# that already imports the right bpy is kept. Each wheel is ~1 GB from PyPI.
+#
+#   bash .ci/bpy_env.sh            # both
+#   bash .ci/bpy_env.sh 42         # only 4.2
+#
+# Then, per venv (the engine runs in its own interpreter, named by BOOST_DEPTH_TEST_ENGINE_PYTHON):
+#   BOOST_DEPTH_TEST_ENGINE_PYTHON=$PWD/.venv/bin/python .venv-bpy42/bin/python -m pytest tests/blender
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${BOOST_DEPTH_BPY_PYTHON:-python3.11}  # the bpy wheels are built for CPython 3.11 only
+PYTEST=pytest==9.2.0
+declare -A WHEELS=(
+  [42]="bpy==4.2.23 numpy==1.26.4"
+  [50]="bpy==5.0.1 numpy==1.26.4"
+)
+LIBS=(libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libxext6 libgl1 libegl1 libegl-mesa0
+      libgl1-mesa-dri)
+
+missing=()
+for lib in "${LIBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$lib" 2>/dev/null | grep -q "install ok installed" || missing+=("$lib")
+done
+if ((${#missing[@]})); then
+  echo "bpy_env: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+versions=("$@")
+((${#versions[@]})) || versions=(42 50)
+for v in "${versions[@]}"; do
+  spec=${WHEELS[$v]:?unknown Blender version $v (choose from ${!WHEELS[*]})}
+  venv=.venv-bpy$v
+  want=$(sed -E 's/bpy==([^ ]+) numpy==([^ ]+)/\1 \2/' <<<"$spec")
+  have=$(BLENDER_USER_RESOURCES=$(mktemp -d) "$venv/bin/python" - 2>/dev/null <<'PY' || true
+import importlib.metadata as m, pytest, bpy
+print(m.version("bpy"), m.version("numpy"))
+PY
+)
+  if [[ "$have" == "$want" ]]; then
+    echo "bpy_env: $venv has bpy, numpy $have"
+    continue
+  fi
+  echo "bpy_env: creating $venv ($spec)"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check $spec $PYTEST
+done

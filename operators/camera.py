@@ -1,0 +1,171 @@
+"""Depth-of-field camera: create or update the camera matching the photo, with DOF on and the focus distance
+taken from the depth under a picked pixel, the image centre, or the nearest large region."""
+
+import math
+
+import bpy
+from bpy.props import FloatProperty
+
+from . import build, images
+from .mesh import DepthOperator
+from .properties import OpCameraProps, OpDepthRangeProps
+
+
+class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps, bpy.types.Operator):
+    """Create or update the photo's camera with depth of field focused from the depth map"""
+
+    bl_idname = "boost_depth.dof_camera"
+    bl_label = "Depth-of-Field Camera"
+    bl_options = {"REGISTER", "UNDO"}
+    _settings_names = (
+        "fov",
+        "range_method",
+        "near",
+        "far",
+        "scale",
+        "focus",
+        "pixel_x",
+        "pixel_y",
+        "fstop",
+        "sensor",
+    )
+
+    def draw(self, context):
+        layout = self.layout
+        layout.use_property_split = True
+        layout.prop(self, "focus")
+        if self.focus == "PIXEL":
+            col = layout.column(align=True)
+            col.prop(self, "pixel_x")
+            col.prop(self, "pixel_y")
+        layout.prop(self, "fstop")
+        layout.prop(self, "sensor")
+        built = getattr(self, "_mapping_from", None)
+        if built:
+            layout.label(text=f"Depth range and FOV from {built}", icon="INFO")
+        else:
+            for name in (
+                "fov",
+                "range_method",
+                "near" if self.range_method == "NEAR_FAR" else "scale",
+                "far",
+            ):
+                layout.prop(self, name)
+
+    def execute(self, context):
+        t = self.targets(context)
+        if t is None:
+            return {"CANCELLED"}
+        photo, depth = t
+        built = build.built_object(depth)
+        if built is not None:  # focus on what the mesh shows: its depth range and FOV
+            data = built[build.PROP]
+            mapping = {
+                k: data[k] for k in ("depth_image", "kind", "fov", "range_method", "near", "far", "scale")
+            }
+            self._mapping_from = built.name
+        else:
+            try:
+                mapping = build.mapping(
+                    depth,
+                    fov=self.fov,
+                    range_method=self.range_method,
+                    near=self.near,
+                    far=self.far,
+                    scale=self.scale,
+                )
+            except ValueError as error:
+                self.report({"ERROR"}, str(error))
+                return {"CANCELLED"}
+            self._mapping_from = None
+        try:
+            z_map = build.metric_depth(depth, mapping)
+            h, w = z_map.shape
+            pw, ph = (photo.size[0], photo.size[1]) if photo.size[0] else (w, h)
+            distance = build.focus_distance(
+                z_map, self.focus, pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph)
+            )
+            camera = build.ensure_camera(
+                context,
+                photo.name,
+                pw,
+                ph,
+                fov=mapping["fov"],
+                sensor=self.sensor,
+                matrix=built.matrix_world if built is not None else None,
+            )
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        build.set_dof(camera, distance, self.fstop)
+        build.fit_clipping(camera, float(z_map.min()), float(z_map.max()))
+        self.report(
+            {"INFO"},
+            f"{camera.name}: focus {distance:.3f}, f/{self.fstop:g}, "
+            f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm",
+        )
+        return {"FINISHED"}
+
+
+class BOOST_DEPTH_OT_pick_focus(bpy.types.Operator):
+    """Click on the photo in the Image Editor to focus the depth-of-field camera there (Esc cancels)"""
+
+    bl_idname = "boost_depth.pick_focus"
+    bl_label = "Pick Focus"
+    bl_options = {"REGISTER", "UNDO"}
+
+    fstop: FloatProperty(name="F-Stop", default=2.8, min=0.1, max=128.0, options={"SKIP_SAVE"})
+
+    @classmethod
+    def poll(cls, context):
+        space = context.space_data
+        if space is None or space.type != "IMAGE_EDITOR" or space.image is None:
+            cls.poll_message_set("Show the photo (or its depth) in an Image Editor")
+            return False
+        if images.find_depth_image(space.image) is None and images.photo_of(space.image) is None:
+            cls.poll_message_set("Estimate depth or load a depth map first")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        if not self.properties.is_property_set("fstop"):
+            self.fstop = context.scene.boost_depth.fstop
+        context.window.cursor_modal_set("EYEDROPPER")
+        context.workspace.status_text_set("Click the point to focus on · Esc/Right-click: cancel")
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context):
+        context.window.cursor_modal_restore()
+        context.workspace.status_text_set(None)
+
+    def modal(self, context, event):
+        if event.type in {"ESC", "RIGHTMOUSE"} and event.value == "PRESS":
+            self._end(context)
+            return {"CANCELLED"}
+        if event.type != "LEFTMOUSE" or event.value != "PRESS":
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        region = context.region
+        image = context.space_data.image
+        u, v = region.view2d.region_to_view(event.mouse_region_x, event.mouse_region_y)  # 0..1, bottom-left
+        photo = images.photo_of(image) if images.is_depth_image(image) else image
+        width, height = (photo or image).size
+        x, y = int(math.floor(u * width)), int(math.floor(v * height))
+        if not (0 <= x < width and 0 <= y < height):
+            self.report({"WARNING"}, "Click inside the image")
+            return {"CANCELLED"}
+        s = context.scene.boost_depth
+        s.focus, s.pixel_x, s.pixel_y = "PIXEL", x, y
+        result = bpy.ops.boost_depth.dof_camera(
+            "INVOKE_DEFAULT",
+            image=photo.name if photo else "",
+            focus="PIXEL",
+            pixel_x=x,
+            pixel_y=y,
+            fstop=self.fstop,
+        )
+        return {"FINISHED"} if "FINISHED" in result else {"CANCELLED"}
+
+
+classes = (BOOST_DEPTH_OT_dof_camera, BOOST_DEPTH_OT_pick_focus)

@@ -1,0 +1,366 @@
+"""Estimate depth: run ``python -m boost_core`` on a photo in a child process, then load the result as the
+   float
+Non-Color image ``<photo> depth`` (and, if asked, copy the files next to the photo, never over it)."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+
+from . import core, images, jobs
+from .properties import FORMAT_ITEMS, mode_items, net_items
+
+SOURCE_HELP = "open a photo in the Image Editor, or choose one in the Depth tab of the sidebar"
+
+
+def editor_image(context):
+    """The image shown by the Image Editor the context is in, or None."""
+    space = getattr(context, "space_data", None)
+    if space is not None and space.type == "IMAGE_EDITOR":
+        return space.image
+    return None
+
+
+def context_photo(context):
+    """The photo the context points at: the Image Editor's image (its photo, if it shows a depth image), else
+    the Depth tab's image. None when there is none."""
+    image = editor_image(context)
+    if image is None and getattr(context, "scene", None) is not None:
+        image = context.scene.boost_depth.image
+    if images.is_depth_image(image):
+        image = images.photo_of(image)
+    return image
+
+
+def resolve_net(name: str, prefs) -> str:
+    if name and name != "DEFAULT":
+        return name
+    return prefs.default_net if prefs is not None else "midas_v2"
+
+
+def resolve_mode(name: str, prefs) -> str:
+    if name and name != "DEFAULT":
+        return name
+    return prefs.default_mode if prefs is not None else "final"
+
+
+def estimate_blocker(context, net: str | None = None) -> str | None:
+    """Why Estimate Depth cannot run in this context (for greyed-out buttons), or None."""
+    if jobs.running():
+        return "A depth job is running (cancel it or wait)"
+    s = context.scene.boost_depth
+    if s.source == "FILE" and editor_image(context) is None:
+        if not s.filepath.strip():
+            return "No photo file chosen"
+        if not os.path.isfile(bpy.path.abspath(s.filepath)):
+            return "Photo file not found"
+    elif context_photo(context) is None:
+        return "No photo: " + SOURCE_HELP
+    prefs = core.preferences(context)
+    missing = core.missing_weights(resolve_net(net or s.net, prefs), prefs)
+    if missing:
+        return f"Missing weights: {', '.join(missing)} (Preferences > Add-ons > Boost Depth)"
+    return None
+
+
+def side_outputs(outputs: dict, photo_path: Path, formats) -> list[Path]:
+    """Copy the engine's outputs of ``formats`` next to the photo as ``<stem>_depth<suffix>`` (temp name, then
+    rename). Never writes over the photo. Returns the written paths."""
+    written = []
+    stem = photo_path.stem
+    for fmt in formats:
+        src = outputs.get(fmt)
+        if not src:
+            continue
+        src = Path(src)
+        rest = src.name[len(stem) :] if src.name.startswith(stem) else src.suffix
+        dest = photo_path.with_name(f"{stem}_depth{rest}")
+        if dest.resolve() == photo_path.resolve():
+            raise ValueError(f"refusing to write {dest} over the photo")
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+        try:
+            with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
+                while chunk := s.read(1 << 20):
+                    f.write(chunk)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a depth map is an ordinary file
+            os.replace(tmp, dest)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        written.append(dest)
+    return written
+
+
+class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
+    """Estimate a high-resolution depth map of the photo (runs in the background; Esc cancels)"""
+
+    bl_idname = "boost_depth.estimate"
+    bl_label = "Estimate Depth"
+    bl_options = {"REGISTER", "UNDO"}
+
+    image: StringProperty(
+        name="Image",
+        description="Photo datablock (default: the Image Editor's or the Depth tab's image)",
+        options={"SKIP_SAVE"},
+    )
+    filepath: StringProperty(
+        name="File",
+        description="Photo file (instead of an image datablock)",
+        subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+    )
+    net: EnumProperty(name="Network", items=net_items, options={"SKIP_SAVE"})
+    mode: EnumProperty(name="Mode", items=mode_items, options={"SKIP_SAVE"})
+    max_res: IntProperty(
+        name="Max Resolution",
+        description="Cap on the boosted size in pixels (0 = no cap)",
+        default=0,
+        min=0,
+        subtype="PIXEL",
+        options={"SKIP_SAVE"},
+    )
+    formats: EnumProperty(
+        name="Formats", items=FORMAT_ITEMS, options={"ENUM_FLAG", "SKIP_SAVE"}, default={"exr"}
+    )
+    save_files: BoolProperty(name="Save Next to Photo", default=False, options={"SKIP_SAVE"})
+    base_weights: StringProperty(
+        name="Base Weights",
+        subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+        description="Base network checkpoint (default: from the models folder)",
+    )
+    merge_weights: StringProperty(
+        name="Merge Weights",
+        subtype="FILE_PATH",
+        options={"SKIP_SAVE"},
+        description="Merge network checkpoint (default: from the models folder)",
+    )
+    blocking: BoolProperty(
+        name="Wait",
+        description="Wait for the result before returning (scripts); the default in background mode",
+        options={"SKIP_SAVE", "HIDDEN"},
+    )
+
+    @classmethod
+    def poll(cls, context):
+        if jobs.running():
+            cls.poll_message_set("A depth job is running (cancel it or wait)")
+            return False
+        return True
+
+    def _fill_from_settings(self, context):
+        s = context.scene.boost_depth
+        for name in ("net", "mode", "max_res", "formats", "save_files"):
+            if not self.properties.is_property_set(name):
+                setattr(self, name, getattr(s, name))
+        if not self.image and not self.filepath:
+            if editor_image(context) is not None or s.source == "IMAGE":
+                photo = context_photo(context)
+                self.image = photo.name if photo is not None else ""
+            else:
+                self.filepath = s.filepath
+
+    def invoke(self, context, event):
+        if context.window is None:  # no event loop (background): run like a script call
+            return self.execute(context)
+        self._fill_from_settings(context)
+        result = self._start(context)
+        if result != {"RUNNING_MODAL"}:
+            return result
+        self._watch = jobs.active()
+        self._watch.watched = True
+        self._timer = context.window_manager.event_timer_add(jobs.INTERVAL, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context, event):
+        if event.type == "ESC" and event.value == "PRESS" and self._watch.outcome is None:
+            self._watch.job.cancel()
+        if event.type == "TIMER":
+            jobs.tick()  # idempotent with the app timer; keeps the bar moving while the mouse rests
+        if self._watch.outcome is None:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        if self._watch.outcome == "succeeded":
+            self.report({"INFO"}, f"{self._watch.title}: done in {self._watch.job.elapsed:.1f} s")
+            return {"FINISHED"}
+        if self._watch.outcome == "failed":
+            self.report({"ERROR"}, self._watch.error)
+        else:
+            self.report({"WARNING"}, f"{self._watch.title}: cancelled")
+        return {"CANCELLED"}
+
+    def cancel(self, context):  # Blender drops the modal (file load, window closed): stop the child too
+        if getattr(self, "_timer", None) is not None:
+            context.window_manager.event_timer_remove(self._timer)
+        jobs.cancel()
+
+    def execute(self, context):
+        self._fill_from_settings(context)
+        result = self._start(context)
+        if result != {"RUNNING_MODAL"}:
+            return result
+        blocking = self.blocking if self.properties.is_property_set("blocking") else bpy.app.background
+        if not blocking:
+            return {"FINISHED"}  # the app timer applies the result; an undo step is pushed then
+        active = jobs.active()
+        outcome = jobs.wait()
+        if outcome == "succeeded":
+            self.report({"INFO"}, f"{active.title}: done in {active.job.elapsed:.1f} s")
+            return {"FINISHED"}
+        if outcome == "failed":
+            self.report({"ERROR"}, active.error)
+        else:
+            self.report({"WARNING"}, f"{active.title}: cancelled")
+        return {"CANCELLED"}
+
+    def _start(self, context):
+        """Resolve the photo, start the child. {'RUNNING_MODAL'} when started, else {'CANCELLED'}
+        (reported)."""
+        prefs = core.preferences(context)
+        if jobs.running():
+            self.report({"ERROR"}, "A depth job is running (cancel it or wait)")
+            return {"CANCELLED"}
+        photo = None
+        if self.filepath:
+            path = Path(bpy.path.abspath(self.filepath))
+            if not path.is_file():
+                self.report({"ERROR"}, f"Photo file not found: {path}")
+                return {"CANCELLED"}
+            photo_name = path.name
+        else:
+            photo = bpy.data.images.get(self.image) if self.image else context_photo(context)
+            if photo is None:
+                what = f"no image named {self.image!r}" if self.image else "no photo"
+                self.report({"ERROR"}, f"Estimate Depth: {what}; {SOURCE_HELP}")
+                return {"CANCELLED"}
+            if images.is_depth_image(photo):
+                self.report({"ERROR"}, f"{photo.name!r} is a depth image; choose its photo instead")
+                return {"CANCELLED"}
+            photo_name = photo.name
+        net = resolve_net(self.net, prefs)
+        mode = resolve_mode(self.mode, prefs)
+        if not (self.base_weights and self.merge_weights):
+            missing = core.missing_weights(net, prefs, max_age=0.0)
+            if missing:
+                self.report(
+                    {"ERROR"},
+                    f"Missing weights: {', '.join(missing)}; download them in "
+                    "Preferences > Add-ons > Boost Depth",
+                )
+                return {"CANCELLED"}
+
+        workdir = Path(tempfile.mkdtemp(prefix="boost_depth_"))
+        try:
+            if photo is not None:
+                photo_path = images.photo_file(photo, workdir)
+            else:
+                photo_path = path
+        except (OSError, ValueError, RuntimeError) as error:
+            jobs._remove([workdir])
+            self.report({"ERROR"}, f"Estimate Depth: {error}")
+            return {"CANCELLED"}
+        side_path = None  # where files go next to the photo (only for photos that live in a file)
+        if self.save_files:
+            if self.filepath:
+                side_path = path
+            elif (
+                photo.packed_file is None
+                and photo.source == "FILE"
+                and Path(photo_path).is_file()
+                and not str(photo_path).startswith(str(workdir))
+            ):
+                side_path = Path(photo_path)
+            else:
+                self.report(
+                    {"WARNING"}, "The photo is not a file on disk: depth files are not saved next to it"
+                )
+
+        engine_jobs = core.engine("jobs")
+        python, _deps = core.engine_python(prefs)
+        formats = list(dict.fromkeys(["exr", *sorted(self.formats)]))
+        args = engine_jobs.estimate_arguments(
+            [photo_path],
+            net=net,
+            mode=mode,
+            output=workdir / "out",
+            formats=formats,
+            max_res=self.max_res or None,
+            device=core.device(prefs),
+            base_weights=bpy.path.abspath(self.base_weights) if self.base_weights else None,
+            merge_weights=bpy.path.abspath(self.merge_weights) if self.merge_weights else None,
+            models_dir=core.models_dir(prefs),
+        )
+        job = engine_jobs.EngineJob(
+            engine_jobs.engine_command(python, args), env=core.engine_env(prefs), cwd=str(workdir)
+        )
+        user_formats = sorted(self.formats)
+        file_path = path if self.filepath else None
+
+        def on_success(done_job):
+            apply_result(done_job, photo_name, file_path, side_path, user_formats)
+
+        try:
+            jobs.start(
+                context,
+                job,
+                f"Depth of {photo_name}",
+                on_success=on_success,
+                cleanup=[workdir],
+                undo_message="Estimate Depth",
+            )
+        except OSError as error:
+            self.report(
+                {"ERROR"},
+                f"Cannot start the depth engine with {python}: {error}. Check the Python "
+                "interpreter in Preferences > Add-ons > Boost Depth",
+            )
+            return {"CANCELLED"}
+        return {"RUNNING_MODAL"}
+
+
+def apply_result(job, photo_name: str, file_path: Path | None, side_path: Path | None, formats) -> None:
+    """Main thread, after success: the depth image datablock (and files next to the photo)."""
+    if not job.results:
+        raise RuntimeError("the engine finished without a result")
+    result = job.results[0]
+    outputs = result.get("outputs") or {}
+    if "exr" not in outputs:
+        raise RuntimeError("the engine wrote no EXR output")
+    if file_path is not None:
+        photo = images.load_photo(file_path)
+        photo_name = photo.name
+    elif bpy.data.images.get(photo_name) is None:
+        raise RuntimeError(f"the photo {photo_name!r} was removed while its depth was estimated")
+    props = {k: result.get(k) for k in ("net", "mode", "R", "factor")}
+    images.load_depth_image(outputs["exr"], photo_name, result.get("kind") or "inverse_depth", props)
+    if side_path is not None and formats:
+        side_outputs(outputs, side_path, formats)
+
+
+class BOOST_DEPTH_OT_cancel(bpy.types.Operator):
+    """Stop the running depth job; the scene stays as it was"""
+
+    bl_idname = "boost_depth.cancel"
+    bl_label = "Cancel Depth Job"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        if not jobs.running():
+            cls.poll_message_set("No depth job is running")
+            return False
+        return True
+
+    def execute(self, context):
+        jobs.cancel()
+        context.window_manager.boost_depth_job.message = "Cancelling…"
+        return {"FINISHED"}
+
+
+classes = (BOOST_DEPTH_OT_estimate, BOOST_DEPTH_OT_cancel)

@@ -1,0 +1,256 @@
+"""Preferences actions: download model weights (a ``python -m boost_core weights download`` child), install
+   the
+Python dependencies into the extension's user folder, and check another Python interpreter.
+
+All respect Blender's "Allow Online Access" setting (Preferences > System > Network).
+"""
+
+import os
+import sys
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from . import core, jobs
+
+OFFLINE = (
+    "Online access is off (Preferences > System > Network > Allow Online Access). Turn it on, or copy "
+    "the files by hand (see 'python -m boost_core weights list'), or use a mirror on your network."
+)
+
+
+def online() -> bool:
+    return bool(getattr(bpy.app, "online_access", True))
+
+
+def weight_rows(prefs) -> list[dict]:
+    """One dict per registered weight file: name, title, filename, size, licence, note, status, manual."""
+    weights = core.try_engine("weights")
+    if weights is None:
+        return []
+    folder = core.models_dir(prefs)
+    rows = []
+    for name in weights.names():
+        wf = weights.get(name)
+        try:
+            status = weights.status(name, folder)
+        except Exception as error:  # noqa: BLE001
+            status = f"error: {error}"
+        rows.append(
+            {
+                "name": name,
+                "title": getattr(wf, "title", "") or wf.filename,
+                "filename": wf.filename,
+                "size": weights.format_size(wf.size) if hasattr(weights, "format_size") else str(wf.size),
+                "licence": wf.licence,
+                "note": wf.licence_note,
+                "status": status,
+                "manual": wf.manual,
+                "accept": getattr(wf, "requires_acceptance", False),
+            }
+        )
+    return rows
+
+
+class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
+    """Download this model file into the models folder (verified, resumable)"""
+
+    bl_idname = "boost_depth.download_weights"
+    bl_label = "Download Weights"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    name: StringProperty(name="Weights", description="Weights registry name, e.g. merge_net")
+
+    @classmethod
+    def poll(cls, context):
+        if jobs.running():
+            cls.poll_message_set("A depth job is running (cancel it or wait)")
+            return False
+        if not online():
+            cls.poll_message_set(OFFLINE)
+            return False
+        return True
+
+    def invoke(self, context, event):
+        weights = core.try_engine("weights")
+        wf = weights.get(self.name) if weights is not None else None
+        if wf is not None and (getattr(wf, "requires_acceptance", False) or wf.licence_note):
+            return context.window_manager.invoke_props_dialog(
+                self, width=520, title="Licence", confirm_text="Accept and Download"
+            )
+        return self.execute(context)
+
+    def draw(self, context):
+        weights = core.try_engine("weights")
+        wf = weights.get(self.name)
+        col = self.layout.column(align=True)
+        col.label(text=f"{wf.filename}: {wf.licence}")
+        for line in _wrap(wf.licence_note, 90):
+            col.label(text=line)
+        if getattr(wf, "requires_acceptance", False):
+            col.label(text="This licence restricts use. Download only if your use complies.", icon="ERROR")
+
+    def execute(self, context):
+        if not online():
+            self.report({"ERROR"}, OFFLINE)
+            return {"CANCELLED"}
+        prefs = core.preferences(context)
+        engine_jobs = core.engine("jobs")
+        args = ["weights", "download", self.name, "--progress", "json", "--yes"]
+        folder = core.models_dir(prefs)
+        if folder:
+            args += ["--models-dir", folder]
+        if prefs is not None and prefs.mirror.strip():
+            args += ["--mirror", prefs.mirror.strip()]
+        # Downloads need only the standard library: Blender's own Python always does it.
+        job = engine_jobs.EngineJob(
+            engine_jobs.engine_command(sys.executable, args),
+            env=engine_jobs.engine_environment(None, extension_dir=core.EXTENSION_DIR),
+        )
+
+        def on_success(_job):
+            core.forget_weights_cache()
+
+        try:
+            jobs.start(context, job, f"Downloading {self.name}", on_success=on_success)
+        except (OSError, RuntimeError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return _finish_in_background(self)
+
+
+def torch_items(_self, _context):
+    deps = core.try_engine("dependencies")
+    try:
+        items = [
+            (v.kind, v.label.split(" (")[0], v.label + (f" ({v.note})" if v.note else ""))
+            for v in deps.torch_variants()
+        ]
+    except Exception:  # noqa: BLE001
+        items = [("cpu", "CPU", "torch for the processor")]
+    torch_items.cache = items
+    return items
+
+
+class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):
+    """Install torch, OpenCV and scikit-image for Blender's Python into the extension's user folder"""
+
+    bl_idname = "boost_depth.install_dependencies"
+    bl_label = "Install Dependencies"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    torch: EnumProperty(name="torch", items=torch_items)
+
+    @classmethod
+    def poll(cls, context):
+        if jobs.running():
+            cls.poll_message_set("A job is running (cancel it or wait)")
+            return False
+        if not online():
+            cls.poll_message_set(OFFLINE)
+            return False
+        if core.try_engine("dependencies") is None:
+            cls.poll_message_set("The dependency installer (boost_core.dependencies) is missing")
+            return False
+        return True
+
+    def execute(self, context):
+        deps = core.engine("dependencies")
+        target = core.dependencies_dir(create=True)
+        if target is None:
+            self.report({"ERROR"}, "No user folder for the extension (is it installed as an extension?)")
+            return {"CANCELLED"}
+        log_path = os.path.join(bpy.utils.extension_path_user(core.ADDON, create=True), "pip.log")
+        try:
+            torch_req = deps.torch_requirement(self.torch)
+            requirements = [r for r in deps.requirements() if not r.lower().startswith("torch")] + [torch_req]
+        except (ValueError, OSError) as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        engine_jobs = core.engine("jobs")
+
+        def work(progress, cancel):
+            def on_line(line):  # a dependencies.PipLine
+                progress(line.fraction, line.message[:120])
+
+            result = deps.install(
+                requirements,
+                target,
+                python=sys.executable,
+                progress=on_line,
+                log_path=log_path,
+                cancel=cancel,
+            )
+            if result.cancelled:
+                raise InterruptedError("cancelled")
+            if not result.ok:
+                raise RuntimeError(result.reason or f"pip failed (log: {result.log_path})")
+            return result
+
+        job = engine_jobs.FunctionJob(work, "install dependencies")
+
+        def on_success(_job):
+            context.window_manager.boost_depth_job.message = f"Dependencies installed in {target}"
+
+        try:
+            jobs.start(context, job, "Installing dependencies", on_success=on_success)
+        except RuntimeError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        return _finish_in_background(self)
+
+
+class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
+    """Check that the chosen Python can run the depth engine (version, torch, OpenCV, scikit-image)"""
+
+    bl_idname = "boost_depth.check_interpreter"
+    bl_label = "Check Interpreter"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    def execute(self, context):
+        prefs = core.preferences(context)
+        python, _deps = core.engine_python(prefs)
+        deps = core.try_engine("dependencies")
+        if deps is None or not hasattr(deps, "check_interpreter"):
+            self.report({"ERROR"}, "The interpreter check (boost_core.dependencies) is missing")
+            return {"CANCELLED"}
+        try:
+            report = deps.check_interpreter(python, [_deps] if _deps else ())
+        except Exception as error:  # noqa: BLE001
+            self.report({"ERROR"}, f"{python}: {error}")
+            return {"CANCELLED"}
+        ok = getattr(report, "ok", None)
+        text = str(getattr(report, "message", "") or report)
+        if prefs is not None:
+            prefs.interpreter_report = text[:1000]
+        self.report(
+            {"INFO"} if ok or ok is None else {"ERROR"}, text.splitlines()[0] if text else str(python)
+        )
+        return {"FINISHED"}
+
+
+def _finish_in_background(op):
+    """In background mode (scripts, tests) wait for the job and report how it ended; in the UI return at once
+    (the panel shows the progress bar)."""
+    if not bpy.app.background:
+        return {"FINISHED"}
+    active = jobs.active()
+    outcome = jobs.wait()
+    if outcome == "succeeded":
+        return {"FINISHED"}
+    if outcome == "failed":
+        op.report({"ERROR"}, active.error)
+    return {"CANCELLED"}
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text or "", width) or [""]
+
+
+classes = (
+    BOOST_DEPTH_OT_download_weights,
+    BOOST_DEPTH_OT_install_dependencies,
+    BOOST_DEPTH_OT_check_interpreter,
+)

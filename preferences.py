@@ -1,0 +1,148 @@
+"""Add-on preferences: which Python runs inference, device, default network and mode, the models folder with
+every model file (size, licence, status, Download), and the Dependencies section."""
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from .operators import core, jobs, setup
+
+
+def _net_items(_self, _context):
+    items = [(n, core.network_title(n), f"Base network {n}") for n in core.network_names()]
+    _net_items.cache = items
+    return items
+
+
+def _forget(_self, _context):
+    core.forget_weights_cache()
+
+
+STATUS_ICONS = {"ok": "CHECKMARK", "unverified": "QUESTION", "missing": "IMPORT", "corrupt": "ERROR"}
+
+
+class BoostDepthPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    python_source: EnumProperty(
+        name="Python",
+        items=(
+            ("BLENDER", "Blender's Python", "Blender's own Python with the dependencies installed below"),
+            ("CUSTOM", "Other Interpreter", "A Python 3.10+ that already has torch, OpenCV and scikit-image"),
+        ),
+        default="BLENDER",
+    )
+    python_path: StringProperty(
+        name="Interpreter",
+        subtype="FILE_PATH",
+        description="Path of the python executable that runs the depth engine",
+    )
+    device: EnumProperty(name="Device", items=core.DEVICES, default="auto")
+    default_net: EnumProperty(name="Default Network", items=_net_items)
+    default_mode: EnumProperty(name="Default Mode", items=core.MODES, default="final")
+    models_dir: StringProperty(
+        name="Models Folder",
+        subtype="DIR_PATH",
+        update=_forget,
+        description="Where model weights live (empty: BOOST_DEPTH_MODELS or the per-user data folder)",
+    )
+    mirror: StringProperty(
+        name="Mirror",
+        description="Base URL of a studio mirror replacing the official hosts "
+        "(e.g. http://models.studio.lan); empty: official hosts",
+    )
+    interpreter_report: StringProperty(name="Interpreter Report", options={"SKIP_SAVE"})
+
+    def draw(self, context):
+        layout = self.layout
+        self.draw_inference(layout.box())
+        self.draw_models(layout.box(), context)
+        if self.python_source == "BLENDER":
+            self.draw_dependencies(layout.box())
+        self.draw_job(layout, context)
+
+    def draw_inference(self, box):
+        box.label(text="Inference", icon="SETTINGS")
+        col = box.column()
+        col.use_property_split = True
+        col.prop(self, "python_source", expand=True)
+        if self.python_source == "CUSTOM":
+            col.prop(self, "python_path")
+        row = col.row()
+        row.operator("boost_depth.check_interpreter", icon="CONSOLE")
+        if self.interpreter_report:
+            for line in self.interpreter_report.splitlines()[:6]:
+                col.label(text=line)
+        col.prop(self, "device")
+        col.prop(self, "default_net")
+        col.prop(self, "default_mode")
+
+    def draw_models(self, box, context):
+        box.label(text="Models", icon="FILE_FOLDER")
+        col = box.column()
+        col.use_property_split = True
+        col.prop(self, "models_dir")
+        folder = core.resolved_models_dir(self)
+        if folder is not None and not self.models_dir.strip():
+            col.label(text=f"Default: {folder}")
+        col.prop(self, "mirror")
+        if not setup.online():
+            box.label(text="Online access is off: downloads are disabled.", icon="INTERNET_OFFLINE")
+            box.label(text="Turn on Preferences > System > Network > Allow Online Access,")
+            box.label(text="or copy the files into the models folder yourself.")
+        rows = setup.weight_rows(self)
+        if not rows:
+            box.label(text="The weights registry (boost_core.weights) is not available.", icon="ERROR")
+        active = jobs.active()
+        for r in rows:
+            row = box.row()
+            split = row.split(factor=0.45)
+            split.label(text=f"{r['title']} ({r['name']})")
+            right = split.split(factor=0.25)
+            right.label(text=r["size"])
+            right = right.split(factor=0.45)
+            right.label(text=r["licence"][:40])
+            status = r["status"]
+            downloading = active is not None and active.title == f"Downloading {r['name']}"
+            if downloading:
+                right.progress(factor=active.job.fraction, text=active.job.message or "Downloading…")
+            elif r["manual"] and status == "missing":
+                right.label(text="manual download", icon="INFO")
+            else:
+                sub = right.row(align=True)
+                sub.label(text=status, icon=STATUS_ICONS.get(status, "ERROR"))
+                if status in ("missing", "corrupt"):
+                    op = sub.operator("boost_depth.download_weights", text="Download", icon="IMPORT")
+                    op.name = r["name"]
+            if r["accept"]:
+                box.label(text=f"   {r['name']}: {r['licence']} (shown before downloading)", icon="ERROR")
+
+    def draw_dependencies(self, box):
+        box.label(text="Dependencies (torch, OpenCV, scikit-image)", icon="PACKAGE")
+        target = core.dependencies_dir()
+        box.label(text=f"Folder: {target or 'unavailable'}")
+        row = box.row()
+        row.operator_menu_enum(
+            "boost_depth.install_dependencies", "torch", text="Install Dependencies", icon="IMPORT"
+        )
+
+    def draw_job(self, layout, context):
+        state = context.window_manager.boost_depth_job
+        if state.running:
+            row = layout.row(align=True)
+            row.progress(factor=state.fraction, text=f"{state.title}: {state.message}")
+            row.operator("boost_depth.cancel", text="", icon="X")
+        elif state.last_error:
+            layout.label(text=state.last_error, icon="ERROR")
+
+
+classes = (BoostDepthPreferences,)
+
+
+def register():
+    for cls in classes:
+        bpy.utils.register_class(cls)
+
+
+def unregister():
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,132 @@
+"""scripts/batch_depth.py as a pipeline runs it: with the bpy wheel (``python scripts/batch_depth.py -- ...``)
+and with a plain Python; folders, frame patterns, --blend, per-image lines, summary and exit codes."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
+
+from conftest import DATA, ROOT  # noqa: E402
+
+SCRIPT = ROOT / "scripts" / "batch_depth.py"
+
+
+def run(python, *args, timeout=600):
+    out = subprocess.run(
+        [python, str(SCRIPT), "--", *map(str, args)], capture_output=True, text=True, timeout=timeout
+    )
+    print(out.stdout, out.stderr[-3000:])
+    return out
+
+
+@pytest.fixture
+def shots(tmp_path):
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    for frame in (1, 2):
+        shutil.copyfile(DATA / "photo_96x64.png", folder / f"shot_{frame:04d}.png")
+    (folder / "shot_0003.png").write_bytes(b"a broken png")  # the engine cannot read it
+    return folder
+
+
+def test_frames_with_blend_report_each_image_and_fail_on_any(
+    shots, tmp_path, engine_python, synthetic_weights
+):
+    blend = tmp_path / "out" / "shots.blend"
+    out = run(
+        sys.executable,
+        shots / "shot_####.png",
+        "--frames",
+        "2-4",
+        "--net",
+        "midas_v2",
+        "--mode",
+        "r0",
+        "--base-weights",
+        synthetic_weights["midas_v2"],
+        "--merge-weights",
+        synthetic_weights["merge_net"],
+        "--output",
+        tmp_path / "out",
+        "--format",
+        "png16",
+        "--python",
+        engine_python,
+        "--blend",
+        blend,
+        "--resolution",
+        "33",
+    )
+    assert out.returncode == 1
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("shot_0004.png: FAILED: frame 4 is missing") for line in lines)
+    assert any(line.startswith("[1/2] shot_0002.png: ok (R=") for line in lines)
+    assert any(line.startswith("[2/2] shot_0003.png: FAILED:") for line in lines)
+    assert any(line.startswith("done: 1 ok, 2 failed") for line in lines)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "shot_0002.exr",
+        "shot_0002.png",
+        "shots.blend",
+    ]
+
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    assert [s.name for s in bpy.data.scenes] == ["shot_0002"]
+    scene = bpy.data.scenes["shot_0002"]
+    mesh = bpy.data.objects["shot_0002.png mesh"]
+    cam = bpy.data.objects["shot_0002.png camera"]
+    assert mesh.name in scene.objects and cam.name in scene.objects and scene.camera == cam
+    assert mesh["boost_depth"]["rows"] == 22 and mesh["boost_depth"]["cols"] == 33
+    assert cam.data.dof.use_dof and cam.data.dof.focus_distance > 0
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (96, 64)
+    depth = bpy.data.images["shot_0002.png depth"]
+    assert depth["depth_kind"] == "inverse_depth" and depth.is_float
+
+
+def test_plain_python_without_blend_exits_zero(tmp_path, engine_python, synthetic_weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copyfile(DATA / "photo_96x64.png", folder / "a.png")
+    out = run(
+        engine_python,
+        folder,
+        "--mode",
+        "r0",
+        "--base-weights",
+        synthetic_weights["midas_v2"],
+        "--merge-weights",
+        synthetic_weights["merge_net"],
+        "--output",
+        tmp_path / "out",
+        "--format",
+        "npy",
+    )
+    assert out.returncode == 0
+    assert "[1/1] a.png: ok" in out.stdout and "done: 1 ok, 0 failed" in out.stdout
+    assert (tmp_path / "out" / "a.npy").is_file()
+
+
+def test_usage_errors_exit_2(tmp_path, engine_python):
+    out = run(sys.executable, DATA / "photo_96x64.png", "--frames", "9-1", "--output", tmp_path)
+    assert out.returncode == 2 and "runs backwards" in out.stdout
+    out = run(engine_python, DATA / "photo_96x64.png", "--output", tmp_path, "--blend", tmp_path / "x.blend")
+    assert out.returncode == 2 and "--blend needs Blender" in out.stdout
+    out = run(sys.executable, "--output", tmp_path)
+    assert out.returncode == 2
+
+
+def test_nothing_to_do_fails_without_running_the_engine(tmp_path):
+    out = run(
+        sys.executable,
+        tmp_path / "missing_####.png",
+        "--frames",
+        "1-3",
+        "--output",
+        tmp_path / "out",
+        "--python",
+        "/nonexistent/python",
+    )
+    assert out.returncode == 1
+    assert out.stdout.count("FAILED: frame") == 3 and "no images to process" in out.stdout

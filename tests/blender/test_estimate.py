@@ -1,0 +1,189 @@
+"""Estimate Depth end to end: the operator runs the real engine (``python -m boost_core``) in a child
+   process with
+synthetic weights, loads the result, cancels mid-run, and survives children that fail or crash."""
+
+import hashlib
+import os
+import shutil
+import signal
+import stat
+import sys
+import time
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
+
+from conftest import DATA, ext, load_photo, prefs, wait_for  # noqa: E402
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def weights_args(w):
+    return {"base_weights": str(w["midas_v2"]), "merge_weights": str(w["merge_net"])}
+
+
+def scene_state():
+    return (
+        sorted(i.name for i in bpy.data.images),
+        sorted(o.name for o in bpy.data.objects),
+        sorted(m.name for m in bpy.data.meshes),
+    )
+
+
+def test_estimate_creates_the_depth_image_and_files_next_to_the_photo(
+    use_engine, synthetic_weights, tmp_path
+):
+    photo_path = tmp_path / "photo_96x64.png"
+    shutil.copyfile(DATA / "photo_96x64.png", photo_path)
+    digest = hashlib.sha256(photo_path.read_bytes()).hexdigest()
+    photo = bpy.data.images.load(str(photo_path))
+    start = time.monotonic()
+    result = bpy.ops.boost_depth.estimate(
+        image=photo.name,
+        net="midas_v2",
+        mode="r0",
+        save_files=True,
+        formats={"png16", "exr"},
+        **weights_args(synthetic_weights),
+    )
+    print(f"estimate (blocking, r0, 96x64): {time.monotonic() - start:.1f} s")
+    assert result == {"FINISHED"}
+    depth = bpy.data.images["photo_96x64.png depth"]
+    assert depth.is_float and depth.colorspace_settings.name == "Non-Color" and depth.packed_file is not None
+    assert depth["depth_kind"] == "inverse_depth" and depth["depth_net"] == "midas_v2"
+    assert depth["depth_mode"] == "r0" and depth["depth_R"] > 0 and depth["depth_source"] == photo.name
+    assert tuple(depth.size) == (96, 64)
+    values = ext("operators.images").read_depth(depth)
+    assert np.isfinite(values).all() and values.std() > 0
+    # files next to the photo, never over it
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "photo_96x64.png",
+        "photo_96x64_depth.exr",
+        "photo_96x64_depth.png",
+    ]
+    assert hashlib.sha256(photo_path.read_bytes()).hexdigest() == digest
+    state = bpy.context.window_manager.boost_depth_job
+    assert not state.running and state.fraction == 1.0 and state.last_error == ""
+    # and the mesh builds from it
+    assert bpy.ops.boost_depth.mesh_from_depth(image=photo.name, resolution=33) == {"FINISHED"}
+
+
+def test_cancel_mid_run_stops_the_child_and_leaves_the_scene(use_engine, synthetic_weights):
+    jobs = ext("operators.jobs")
+    photo = load_photo()
+    before = scene_state()
+    result = bpy.ops.boost_depth.estimate(
+        image=photo.name, net="midas_v2", mode="r0", blocking=False, **weights_args(synthetic_weights)
+    )
+    assert result == {"FINISHED"} and jobs.running()
+    active = jobs.active()
+    job = active.job
+    pid = job.pid
+    workdir = active.cleanup[0]
+    assert bpy.context.window_manager.boost_depth_job.running
+    assert not bpy.ops.boost_depth.estimate.poll()  # greyed out while one runs
+    # the child is working (past loading, into the pipeline) when we cancel
+    assert wait_for(lambda: any(e.get("event") == "stage" for e in job.events), jobs.tick, timeout=180), (
+        job.error_report()
+    )
+    assert alive(pid)
+    assert bpy.ops.boost_depth.cancel() == {"FINISHED"}
+    assert wait_for(lambda: not jobs.running(), jobs.tick, timeout=30)
+    assert job.state == "cancelled" and active.outcome == "cancelled"
+    assert not alive(pid)
+    assert scene_state() == before
+    assert not os.path.exists(workdir)
+    state = bpy.context.window_manager.boost_depth_job
+    assert not state.running and state.message == "Cancelled" and state.last_error == ""
+
+
+def test_interpreter_without_dependencies_gives_a_clear_report(addon, synthetic_weights):
+    # The bpy test interpreter has no OpenCV/torch: the engine child dies on import, as it would for a user
+    # pointing the preferences at a bare Python.
+    p = prefs()
+    p.python_source, p.python_path = "CUSTOM", sys.executable
+    photo = load_photo()
+    before = scene_state()
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.boost_depth.estimate(image=photo.name, mode="r0", **weights_args(synthetic_weights))
+    message = str(error.value)
+    assert "exited with code 1" in message and "No module named" in message
+    assert scene_state() == before
+    assert "No module named" in bpy.context.window_manager.boost_depth_job.last_error
+    p.python_source, p.python_path = "BLENDER", ""
+
+
+def test_crashing_child_is_reported_and_blender_lives_on(addon, engine_python, synthetic_weights, tmp_path):
+    crasher = tmp_path / "python-that-crashes"
+    crasher.write_text(
+        "#!/bin/sh\n"
+        f"exec '{engine_python}' -c \"import os, sys; "
+        "sys.stderr.write('fatal: simulated crash in the engine\\n');"
+        ' sys.stderr.flush(); os.abort()"\n'
+    )
+    crasher.chmod(crasher.stat().st_mode | stat.S_IEXEC)
+    p = prefs()
+    p.python_source, p.python_path = "CUSTOM", str(crasher)
+    photo = load_photo()
+    before = scene_state()
+    with pytest.raises(RuntimeError, match="killed by signal SIGABRT: fatal: simulated crash"):
+        bpy.ops.boost_depth.estimate(image=photo.name, mode="r0", **weights_args(synthetic_weights))
+    assert scene_state() == before
+    assert not ext("operators.jobs").running()
+    # Blender carries on: the next operator works
+    assert bpy.ops.boost_depth.load_depth(filepath=str(DATA / "depth_96x64.exr"), image=photo.name) == {
+        "FINISHED"
+    }
+    p.python_source, p.python_path = "BLENDER", ""
+    assert signal.SIGABRT  # the signal named in the report
+
+
+def test_engine_error_event_is_reported(use_engine, synthetic_weights, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"this is not a checkpoint")
+    photo = load_photo()
+    before = scene_state()
+    with pytest.raises(RuntimeError) as error:
+        bpy.ops.boost_depth.estimate(
+            image=photo.name,
+            mode="r0",
+            base_weights=str(broken),
+            merge_weights=str(synthetic_weights["merge_net"]),
+        )
+    assert "broken.pt" in str(error.value)
+    assert scene_state() == before
+
+
+def test_missing_weights_grey_out_estimate_before_any_child_runs(addon, tmp_path):
+    p = prefs()
+    p.models_dir = str(tmp_path / "empty-models")
+    ext("operators.core").forget_weights_cache()
+    photo = load_photo()
+    bpy.context.scene.boost_depth.image = photo
+    reason = ext("operators.estimate").estimate_blocker(bpy.context, "midas_v2")
+    assert reason is not None and "Missing weights" in reason and "merge_net" in reason
+    with pytest.raises(RuntimeError, match="Missing weights"):
+        bpy.ops.boost_depth.estimate(image=photo.name, net="midas_v2", mode="r0")
+    # F3 / buttons invoke it: the photo comes from the Depth tab's settings, and it fails the same way
+    with pytest.raises(RuntimeError, match="Missing weights"):
+        bpy.ops.boost_depth.estimate("INVOKE_DEFAULT")
+    assert not ext("operators.jobs").running()
+    p.models_dir = ""
+
+
+def test_no_photo_is_explained(addon):
+    assert ext("operators.estimate").estimate_blocker(bpy.context).startswith("No photo")
+    with pytest.raises(RuntimeError, match="no photo"):
+        bpy.ops.boost_depth.estimate()
