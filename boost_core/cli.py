@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (png, jpg, tif, ...)")
     parser.add_argument("--net", default="midas_v2", choices=registry.names(), help="base network")
     parser.add_argument("--mode", default="final", type=str.lower, choices=MODES,
-                        help="r0 / r20: whole-image double estimate; final: plus local boosting (default)")
+                        help="r0 / r20: whole-image double estimate; final: plus local boosting (default); "
+                             "single: the network's own pass, no boosting")
     parser.add_argument("--base-weights", type=Path, help="base network checkpoint (default: models folder)")
     parser.add_argument("--merge-weights", type=Path, help="merge network latest_net_G.pth (default: models folder)")
     parser.add_argument("--models-dir", type=Path, help="models folder (default: BOOST_DEPTH_MODELS or per-user)")
@@ -192,7 +193,7 @@ def _setup(args):
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     networks = load_networks(args.net, args.base_weights, args.merge_weights, models_dir=args.models_dir,
-                             device=device)
+                             device=device, with_merge=args.mode != "single")
     return networks, device
 
 

@@ -50,13 +50,14 @@ class DepthNetworks:
     calls: dict = field(default_factory=lambda: {"base": 0, "merge": 0})
 
     @classmethod
-    def load(cls, net_name: str, base_weights: str | Path, merge_weights: str | Path, device: str = "cpu",
+    def load(cls, net_name: str, base_weights: str | Path, merge_weights: str | Path | None, device: str = "cpu",
              cancel=None) -> "DepthNetworks":
+        """Load both networks (``merge_weights=None``: base network only, for the plain single pass)."""
         from .networks import registry
 
         net = registry.get(net_name)
         base = registry.load_base(net, base_weights, device)
-        merge = registry.load_merge_net(merge_weights, device)
+        merge = registry.load_merge_net(merge_weights, device) if merge_weights is not None else None
         return cls(net=net, base_model=base, merge_model=merge, device=device, cancel=cancel)
 
     def _check_cancel(self):
@@ -74,6 +75,17 @@ class DepthNetworks:
         self.calls["base"] += 1
         return out
 
+    def single_pass(self, rgb: np.ndarray) -> np.ndarray:
+        """The network's own pass at its native size (no boosting) -> float32 (h, w), raw values."""
+        from .networks.estimate import single_pass
+
+        self._check_cancel()
+        start = time.perf_counter()
+        out = single_pass(self.net, self.base_model, rgb, self.device)
+        self.forward_seconds += time.perf_counter() - start
+        self.calls["base"] += 1
+        return out
+
     def merge(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:
         """Merge-net output (tanh + 1) / 2 for two (1024, 1024) maps -> float32 (1024, 1024) in [0, 1].
 
@@ -82,6 +94,8 @@ class DepthNetworks:
         """
         import torch
 
+        if self.merge_model is None:
+            raise RuntimeError("the merge network was not loaded (load_networks(..., merge_weights=...))")
         self._check_cancel()
         start = time.perf_counter()
         with torch.inference_mode():

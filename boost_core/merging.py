@@ -5,6 +5,7 @@ Maps are float arrays of relative depth; the canvas (accumulator) is float32 (H_
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 
 import cv2
@@ -47,9 +48,17 @@ class FeatherMasks:
 
 
 def align_to_base(merged: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Least-squares shift/scale of ``merged`` onto ``base`` (same shape): returns p0·merged + p1, float64."""
-    p = np.polyfit(merged.ravel().astype(np.float64), base.ravel().astype(np.float64), deg=1)
-    return np.polyval(p, merged.astype(np.float64))
+    """Shift/scale of ``merged`` onto ``base`` (same shape, float32): p0·merged + p1 by ``np.polyfit``, float64.
+
+    Parity quirk, kept on purpose: the reference hands polyfit float32 maps, so its default cut-off
+    ``rcond = len(x)·eps(float32)`` (≈ 0.125 for 1024² pixels) applies. When the merged map's values vary
+    little around their mean, the fit is truncated to rank 1 and comes out nearly flat, damping the patch's
+    contribution. Fitting in float64 instead changes Final results by up to ~0.3 (measured on the goldens).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # RankWarning: the truncation above is the reference's behaviour
+        p = np.polyfit(merged.reshape(-1), base.reshape(-1), deg=1)
+    return np.polyval(p, merged.reshape(-1)).reshape(merged.shape)
 
 
 def resize_cubic(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

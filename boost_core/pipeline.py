@@ -3,7 +3,8 @@
     result = boost(rgb, net="midas_v2", mode="final", base_weights=..., merge_weights=...)
     result.depth  # float32 (H, W), relative depth of kind result.kind
 
-Modes: ``r0`` / ``r20`` (whole-image double estimate at R0 / R20) and ``final`` (R20 base plus merged patches).
+Modes: ``r0`` / ``r20`` (whole-image double estimate at R0 / R20), ``final`` (R20 base plus merged patches) and
+``single`` (the base network's own pass at its native size, no boosting, for comparison).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from . import merging, patches, resolution
 from .double_estimation import MERGE_SIZE, Cancelled, DepthNetworks, double_estimate, min_max
 
-MODES = ("r0", "r20", "final")
+MODES = ("single", "r0", "r20", "final")
 OUTPUT_SIZES = ("input", "full")
 MIN_SIDE = 8  # px; below this no network sees anything meaningful
 
@@ -125,7 +126,8 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
     report = progress or (lambda event: None)
 
     if networks is None:
-        networks = load_networks(net, base_weights, merge_weights, models_dir=models_dir, device=device)
+        networks = load_networks(net, base_weights, merge_weights, models_dir=models_dir, device=device,
+                                 with_merge=mode != "single")
     networks.cancel = cancel
     spec = networks.net
     rf = spec.receptive_field
@@ -138,6 +140,16 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
         now = time.perf_counter()
         timings[stage] = timings.get(stage, 0.0) + now - clock
         clock = now
+
+    if mode == "single":
+        report({"event": "stage", "stage": "whole_image"})
+        depth = networks.single_pass(rgb)
+        lap("whole_image")
+        if output_size == "full":
+            depth = merging.resize_cubic(depth, _long_side(rgb.shape[:2], spec.single_size or rf))
+        timings["network_forwards"] = networks.forward_seconds - forward_before
+        return BoostResult(depth=depth, kind=spec.output_kind, net=spec.name, mode=mode,
+                           R=spec.single_size or rf, patch_scale=0.0, timings=timings)
 
     report({"event": "stage", "stage": "resolution_search"})
     if np.ptp(rgb) == 0:
@@ -166,18 +178,23 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
 
 
 def load_networks(net: str, base_weights=None, merge_weights=None, *, models_dir=None,
-                  device: str = "cpu") -> DepthNetworks:
-    """Load the base network ``net`` and the merge network once, locating missing paths in the models folder."""
+                  device: str = "cpu", with_merge: bool = True) -> DepthNetworks:
+    """Load the base network ``net`` and the merge network once, locating missing paths in the models folder.
+
+    with_merge=False loads the base network alone (enough for mode "single").
+    """
     from .networks import registry
 
     spec = registry.get(net)
-    if base_weights is None or merge_weights is None:
+    if not with_merge:
+        merge_weights = None
+    if base_weights is None or (with_merge and merge_weights is None):
         from . import weights
 
         folder = weights.models_dir(models_dir)
         if base_weights is None:
             base_weights = _locate_first(weights, spec.weights, folder)
-        if merge_weights is None:
+        if with_merge and merge_weights is None:
             merge_weights = weights.locate("merge_net", folder)
     return DepthNetworks.load(net, base_weights, merge_weights, device=device)
 
@@ -235,12 +252,15 @@ def _local_boost(result: BoostResult, rgb, networks: DepthNetworks, max_res, out
         result.warnings.append("no patch qualified for local boosting (R20 result)")
 
 
+def _long_side(shape: tuple[int, int], side: int) -> tuple[int, int]:
+    """(h, w) scaled so that the longer side is ``side`` px (aspect ratio kept)."""
+    height, width = shape
+    return round(side * height / max(shape)), round(side * width / max(shape))
+
+
 def _whole_to_output(whole: np.ndarray, shape: tuple[int, int], R: int, output_size: str) -> np.ndarray:
     """Whole-image estimate (1024²) -> the input size, or for "full" the aspect-correct size with long side R."""
-    if output_size == "full":
-        height, width = shape
-        shape = (round(R * height / max(shape)), round(R * width / max(shape)))
-    return merging.resize_cubic(whole, shape)
+    return merging.resize_cubic(whole, _long_side(shape, R) if output_size == "full" else shape)
 
 
 def _flat_result(rgb: np.ndarray, spec, mode: str) -> BoostResult:

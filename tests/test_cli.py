@@ -96,3 +96,18 @@ def test_wrong_checkpoint_is_a_clear_setup_error(photos, checkpoints, engine_env
 def test_bad_arguments_exit_2(engine_env, tmp_path):
     proc = run(["x.png", "--mode", "nonsense", "--output", tmp_path], engine_env)
     assert proc.returncode == 2 and "nonsense" in proc.stderr
+
+
+def test_single_mode_matches_the_official_depth_anything_v2_pass(checkpoints, engine_env, tmp_path):
+    """``--mode single`` runs the network's own pass (no merge network needed) and matches its golden."""
+    from golden import assert_matches, final
+
+    photo = tmp_path / "chelsea.png"
+    cv2.imwrite(str(photo), skimage.data.chelsea()[..., ::-1])
+    proc = run([photo, "--net", "depth_anything_v2_small", "--mode", "single", "--base-weights",
+                checkpoints("depth_anything_v2_vits"), "--output", tmp_path / "out", "--format", "npy",
+                "--progress", "json"], engine_env)
+    assert proc.returncode == 0, proc.stderr
+    result = next(json.loads(line) for line in proc.stdout.splitlines() if '"result"' in line)
+    assert result["kind"] == "inverse_depth" and result["mode"] == "single"
+    assert_matches(np.load(tmp_path / "out" / "chelsea.npy"), final("chelsea_dav2s_single"))
