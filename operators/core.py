@@ -22,7 +22,8 @@ ADDON = __package__.rpartition(".")[0]
 #: The extension's root folder (holds boost_core/, the engine the child processes run).
 EXTENSION_DIR = Path(__file__).resolve().parent.parent
 
-FALLBACK_NETS = ("midas_v2", "leres", "sgr")
+SUGGESTED_NET = "depth_anything_v2_small"  # Apache-2.0, sharp: the default for new users (issue 7)
+FALLBACK_NETS = (SUGGESTED_NET, "midas_v2", "leres", "sgr")
 MODES = (
     ("r0", "R0", "Whole image at the resolution where the network still sees structure everywhere (fastest)"),
     (
@@ -67,9 +68,10 @@ def network_names() -> tuple[str, ...]:
     if registry is None:
         return FALLBACK_NETS
     try:
-        return tuple(registry.names())
+        names = tuple(registry.names())
     except Exception:  # noqa: BLE001
         return FALLBACK_NETS
+    return tuple(sorted(names, key=lambda name: name != SUGGESTED_NET))  # suggested first = enum default
 
 
 def network_title(name: str) -> str:

@@ -20,7 +20,7 @@ _enum_cache: dict[str, list] = {}  # Blender needs dynamic enum item strings kep
 
 def net_items(_self, _context):
     prefs = core.preferences()
-    default = prefs.default_net if prefs is not None else "midas_v2"
+    default = prefs.default_net if prefs is not None else core.SUGGESTED_NET
     items = [("DEFAULT", f"Default ({default})", "The network chosen in the add-on's preferences")]
     items += [(n, core.network_title(n), f"Base network {n}") for n in core.network_names()]
     _enum_cache["nets"] = items

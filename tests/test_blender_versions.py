@@ -17,7 +17,7 @@ BLENDERS = {"4.2 LTS": ".venv-bpy42", "5.0": ".venv-bpy50"}
 
 @pytest.mark.slow
 @pytest.mark.parametrize("version", BLENDERS)
-def test_blender_suite(version):
+def test_blender_suite(version, tmp_path):
     python = ROOT / BLENDERS[version] / "bin" / "python"
     if not python.exists():
         message = f"no bpy venv for Blender {version}: run `bash .ci/bpy_env.sh`"
@@ -25,7 +25,10 @@ def test_blender_suite(version):
             pytest.fail(message)
         pytest.skip(message)
     env = dict(os.environ, BOOST_DEPTH_TEST_ENGINE_PYTHON=sys.executable)
-    proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/blender"],
+    # Own --basetemp: a nested pytest must not prune /tmp/pytest-of-<user>/pytest-N folders (pytest keeps the
+    # newest 3 per user), one of which is this outer session's, holding its session-scoped checkpoints.
+    proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           f"--basetemp={tmp_path / 'bpy'}", "tests/blender"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
     tail = proc.stdout[-6000:] + proc.stderr[-3000:]
     print(tail)

@@ -92,8 +92,8 @@ def test_scene_operators_are_undoable(addon):
 def test_preferences_defaults(addon):
     p = bpy.context.preferences.addons[ADDON].preferences
     assert p.python_source == "BLENDER" and p.device == "auto" and p.default_mode == "final"
-    assert p.default_net == "midas_v2"
-    for net in ("leres", "sgr", "midas_v2"):  # the network registry's names are the choices
+    assert p.default_net == "depth_anything_v2_small"  # the suggested network for new users
+    for net in ("leres", "sgr", "midas_v2", "dpt_beit_large_512"):  # the network registry's names are the choices
         p.default_net = net
         assert p.default_net == net
 
