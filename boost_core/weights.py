@@ -41,6 +41,7 @@ Status = Literal["missing", "ok", "corrupt", "unverified"]
 
 ENV_MODELS = "BOOST_DEPTH_MODELS"
 ENV_MIRROR = "BOOST_DEPTH_MIRROR"
+ENV_REGISTRY = "BOOST_DEPTH_REGISTRY"  # a studio's JSON file of extra / overriding WeightFile entries
 DOWNLOAD_COMMAND = "python -m boost_core weights"
 
 
@@ -319,20 +320,67 @@ class ManualDownloadRequired(DownloadError):
 
 
 # --------------------------------------------------------------------------------------------- lookup
+_studio_cache: dict = {}
+
+
+def studio_entries() -> dict[str, WeightFile]:
+    """Entries from the JSON file named by ``BOOST_DEPTH_REGISTRY`` (none when unset).
+
+    For studios that host their own files (a fine-tuned merge network, a mirror with other names):
+    ``{"weights": [{"name": ..., "filename": ..., "urls": [...], "sha256": ..., "size": ..., "licence": ...,
+    "networks": [...]}, ...]}``. An entry with an official name replaces it. Read again when the file changes.
+    """
+    path = os.environ.get(ENV_REGISTRY)
+    if not path:
+        return {}
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError as error:
+        raise UnknownWeightsError(f"{ENV_REGISTRY}={path}: cannot read it ({error.strerror}); fix or unset it") from None
+    key = (path, mtime)
+    if key not in _studio_cache:
+        try:
+            rows = json.loads(Path(path).read_text(encoding="utf-8"))["weights"]
+            entries = {}
+            for row in rows:
+                entry = WeightFile(
+                    name=row["name"], filename=row["filename"], urls=tuple(row.get("urls", ())),
+                    size=row.get("size"), sha256=row.get("sha256"), sha256_prefix=row.get("sha256_prefix"),
+                    licence=row.get("licence", "see your studio"), licence_note=row.get("licence_note", ""),
+                    manual=bool(row.get("manual", False)), manual_instructions=row.get("manual_instructions", ""),
+                    networks=tuple(row.get("networks", ())), requires_acceptance=bool(row.get("requires_acceptance")),
+                    title=row.get("title", row["name"]))
+                entries[entry.name] = entry
+        except (ValueError, KeyError, TypeError) as error:
+            raise UnknownWeightsError(
+                f"{ENV_REGISTRY}={path} is not a weights registry file ({error!r}); expected "
+                '{"weights": [{"name": ..., "filename": ..., "urls": [...], "sha256": ...}]}') from None
+        _studio_cache.clear()
+        _studio_cache[key] = entries
+    return _studio_cache[key]
+
+
+def registry() -> Mapping[str, WeightFile]:
+    """The official registry with the studio's entries (``BOOST_DEPTH_REGISTRY``) added or replacing."""
+    extra = studio_entries()
+    return {**REGISTRY, **extra} if extra else REGISTRY
+
+
 def names() -> tuple[str, ...]:
     """Registry names in display order."""
-    return tuple(REGISTRY)
+    return tuple(registry())
 
 
 def get(name: str | WeightFile) -> WeightFile:
     """The :class:`WeightFile` called ``name`` (a WeightFile is returned as it is)."""
     if isinstance(name, WeightFile):
         return name
+    entries = registry()
     try:
-        return REGISTRY[name]
+        return entries[name]
     except KeyError:
         raise UnknownWeightsError(
-            f"unknown model weights {name!r}; known names: {', '.join(REGISTRY)}"
+            f"unknown model weights {name!r}; known names: {', '.join(entries)}"
         ) from None
 
 
@@ -692,6 +740,8 @@ def download(
 
 __all__ = [
     "REGISTRY",
+    "registry",
+    "studio_entries",
     "WeightFile",
     "Report",
     "Status",

@@ -358,7 +358,7 @@ def main(
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    registry = W.REGISTRY if registry is None else registry
+    registry = W.registry() if registry is None else registry
     cancel = cancel or threading.Event()
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -38,7 +38,7 @@ def official_path(name: str, index: int = 0) -> str:
 
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch, tmp_path):
-    for var in (W.ENV_MODELS, W.ENV_MIRROR, "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+    for var in (W.ENV_MODELS, W.ENV_MIRROR, W.ENV_REGISTRY, "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # never touch the real user folder
@@ -380,3 +380,37 @@ def test_entry_is_a_plain_frozen_dataclass():
     entry = make_entry(data=b"x")
     with pytest.raises(dataclasses.FrozenInstanceError):
         entry.size = 3  # type: ignore[misc]
+
+
+# ------------------------------------------------------------------------------------- studio registry
+def test_a_studio_registry_file_adds_and_overrides_entries(server, models, tmp_path, monkeypatch):
+    data = payload(300_000, seed=7)
+    server.add("/internal/merge_ft.pth", data)
+    registry_file = tmp_path / "studio.json"
+    registry_file.write_text(json.dumps({"weights": [
+        {"name": "merge_net", "filename": "latest_net_G.pth", "urls": [server.url + "/internal/merge_ft.pth"],
+         "size": len(data), "sha256": sha(data), "licence": "studio internal"},
+        {"name": "studio_extra", "filename": "extra.pth", "urls": [], "manual": True,
+         "manual_instructions": "ask the pipeline team", "licence": "internal"},
+    ]}))
+    monkeypatch.setenv(W.ENV_REGISTRY, str(registry_file))
+    assert W.names()[-1] == "studio_extra" and "midas_v2" in W.names()
+    assert W.get("merge_net").licence == "studio internal"
+    code, out, err = run_cli("download", "merge_net", "--models-dir", str(models), "--yes", "--progress", "none")
+    assert code == 0, err
+    assert (models / "latest_net_G.pth").read_bytes() == data
+    code, out, _ = run_cli("list", "--models-dir", str(models))
+    assert "studio_extra" in out and "studio internal" in out
+    monkeypatch.delenv(W.ENV_REGISTRY)
+    assert W.get("merge_net").licence != "studio internal"  # the official entry again
+
+
+def test_a_broken_studio_registry_file_is_a_clear_error(tmp_path, monkeypatch):
+    bad = tmp_path / "studio.json"
+    bad.write_text('{"weights": [{"filename": "no-name.pth"}]}')
+    monkeypatch.setenv(W.ENV_REGISTRY, str(bad))
+    with pytest.raises(W.UnknownWeightsError, match="BOOST_DEPTH_REGISTRY=.*not a weights registry file"):
+        W.names()
+    monkeypatch.setenv(W.ENV_REGISTRY, str(tmp_path / "absent.json"))
+    with pytest.raises(W.UnknownWeightsError, match="cannot read it"):
+        W.get("merge_net")

@@ -88,3 +88,51 @@ def test_check_interpreter(addon, engine_python):
     with pytest.raises(RuntimeError, match="Not usable"):
         bpy.ops.boost_depth.check_interpreter()
     assert "torch" in p.interpreter_report
+
+
+def test_download_through_the_preferences_fills_the_models_folder(addon, online, tmp_path, monkeypatch):
+    """The success path: a studio registry (BOOST_DEPTH_REGISTRY) pins the hash of the file its server holds."""
+    import hashlib
+    import json
+
+    body = bytes(range(256)) * 4096  # 1 MiB, several progress events
+    path = "/studio/models/merge_finetuned.pth"
+    hits = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            if self.path != path:
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        registry = tmp_path / "studio.json"
+        registry.write_text(json.dumps({"weights": [{
+            "name": "merge_net", "filename": "latest_net_G.pth", "title": "Studio merge network",
+            "urls": [f"http://127.0.0.1:{server.server_address[1]}{path}"], "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(), "licence": "studio internal", "networks": []}]}))
+        monkeypatch.setenv("BOOST_DEPTH_REGISTRY", str(registry))  # inherited by the download child process
+        p = prefs()
+        p.models_dir = str(tmp_path / "models")
+        p.mirror = ""
+        assert bpy.ops.boost_depth.download_weights(name="merge_net") == {"FINISHED"}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert hits == [path]
+    assert (tmp_path / "models" / "latest_net_G.pth").read_bytes() == body
+    rows = {r["name"]: r for r in ext("operators.setup").weight_rows(p)}
+    assert rows["merge_net"]["status"] == "ok"
+    job = bpy.context.window_manager.boost_depth_job
+    assert not job.last_error and not ext("operators.jobs").running()
+    assert not [f for f in (tmp_path / "models").iterdir() if f.name.endswith((".part", ".lock"))]
