@@ -1,7 +1,9 @@
 """Shared fixtures: synthetic checkpoints in the official layouts, built once per test session."""
 
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,23 @@ DATA = TESTS / "data"
 for path in (str(TESTS), str(ROOT)):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+
+_OWN_BASETEMP = []
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """A private temp root per session: pytest prunes all but the newest 3 numbered /tmp/pytest-of-<user> folders,
+    so a concurrent session (or the nested Blender suites) would otherwise delete this one's checkpoints."""
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="boost-depth-tests-")
+        _OWN_BASETEMP.append(config.option.basetemp)
+
+
+def pytest_unconfigure(config):
+    for path in _OWN_BASETEMP:
+        shutil.rmtree(path, ignore_errors=True)  # several GB of synthetic checkpoints
 
 
 @pytest.fixture(scope="session")
