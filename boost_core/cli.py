@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input: map at the photo's size (reference default); full: at the boosted size")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--accelerate", action="store_true",
+                        help="fold BatchNorm into convolutions and use channels-last (faster; float32 rounding "
+                             "differences from the reference only)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                        help="bf16 (CPU/CUDA) or fp16 (CUDA/MPS) autocast: faster, breaks parity (default fp32)")
+    parser.add_argument("--batch", type=int, default=1,
+                        help="patches per batched network call in final mode (>1 helps on GPUs; same output)")
     parser.add_argument("--format", default="png16", type=_formats(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)} (default png16)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -192,8 +199,13 @@ def _setup(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    from .acceleration import PLAIN, Acceleration
+
+    options = Acceleration(precision=args.precision) if args.accelerate else PLAIN
+    if not args.accelerate and args.precision != "fp32":
+        options = Acceleration(fold_batchnorm=False, channels_last=False, precision=args.precision)
     networks = load_networks(args.net, args.base_weights, args.merge_weights, models_dir=args.models_dir,
-                             device=device, with_merge=args.mode != "single")
+                             device=device, with_merge=args.mode != "single", acceleration=options)
     return networks, device
 
 
@@ -228,7 +240,7 @@ def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> 
     start = time.perf_counter()
     rgb = read_image(path)
     result = boost(rgb, args.net, args.mode, args.max_res, networks=networks, device=device,
-                   output_size=args.output_size, progress=reporter.emit, cancel=cancel)
+                   output_size=args.output_size, progress=reporter.emit, cancel=cancel, max_batch=args.batch)
     reporter.emit({"event": "stage", "stage": "writing"})
     written = write_depth_files(result.depth, paths)
     reporter.emit({

@@ -48,6 +48,7 @@ class DepthNetworks:
     cancel: object = None
     forward_seconds: float = 0.0
     calls: dict = field(default_factory=lambda: {"base": 0, "merge": 0})
+    acceleration: object = None  # the acceleration.Acceleration applied to the models (None: plain)
 
     @classmethod
     def load(cls, net_name: str, base_weights: str | Path, merge_weights: str | Path | None, device: str = "cpu",
@@ -60,6 +61,16 @@ class DepthNetworks:
         merge = registry.load_merge_net(merge_weights, device) if merge_weights is not None else None
         return cls(net=net, base_model=base, merge_model=merge, device=device, cancel=cancel)
 
+    def _autocast(self):
+        """Autocast context of a reduced-precision acceleration option (a no-op for fp32, the default)."""
+        import contextlib
+
+        if self.acceleration is None or self.acceleration.precision == "fp32":
+            return contextlib.nullcontext()
+        from .acceleration import autocast
+
+        return autocast(self.acceleration, self.device)
+
     def _check_cancel(self):
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled("cancelled")
@@ -70,7 +81,8 @@ class DepthNetworks:
 
         self._check_cancel()
         start = time.perf_counter()
-        out = single_estimate(self.net, self.base_model, rgb, size, self.device)
+        with self._autocast():
+            out = single_estimate(self.net, self.base_model, rgb, size, self.device)
         self.forward_seconds += time.perf_counter() - start
         self.calls["base"] += 1
         return out
@@ -98,7 +110,7 @@ class DepthNetworks:
             raise RuntimeError("the merge network was not loaded (load_networks(..., merge_weights=...))")
         self._check_cancel()
         start = time.perf_counter()
-        with torch.inference_mode():
+        with torch.inference_mode(), self._autocast():
             pair = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (low, high)]
             pair = [_unit_range(x) * 2 - 1 for x in pair]
             real_a = torch.stack(pair)[None].to(self.device)  # (1, 2, 1024, 1024)

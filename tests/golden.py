@@ -6,7 +6,7 @@ from functools import lru_cache
 import numpy as np
 import skimage.data
 
-from conftest import DATA
+from paths import DATA
 
 GOLDEN = DATA / "golden"
 NETS = {"MiDaS v2 (depthNet 0)": "midas_v2"}  # other nets are recognised by their receptive field below

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from paths import ROOT
 
 BLENDERS = {"4.2 LTS": ".venv-bpy42", "5.0": ".venv-bpy50"}
 

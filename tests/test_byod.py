@@ -12,7 +12,7 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import DATA
+from paths import DATA
 
 from boost_core import byod
 from boost_core.io import read_depth, write_exr

@@ -11,7 +11,7 @@ import torch
 
 from boost_core.networks import depth_anything_v2, dinov2, estimate, registry
 from boost_core.networks.checkpoint import CheckpointError
-from conftest import DATA
+from paths import DATA
 from golden import GOLDEN, assert_matches, photo
 
 #: registry name -> (synthetic checkpoint / manifest name, golden suffix)

@@ -23,7 +23,7 @@ import synthetic_weights as sw
 from boost_core import weights
 from boost_core.networks import estimate, midas_dpt, registry
 from boost_core.networks.checkpoint import CheckpointError, load_strict
-from conftest import DATA
+from paths import DATA
 from golden import GOLDEN, assert_matches, photo
 
 NETS = ["dpt_hybrid_384", "dpt_large_384", "dpt_beit_large_512"]

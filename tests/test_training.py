@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import DATA
+from paths import DATA
 
 from boost_core.training import dataset as ds
 from boost_core.training.guided_filter import box_sum, guided_filter

@@ -1,0 +1,276 @@
+"""Speed and memory of Final: the plain one-patch-at-a-time schedule vs the optimised one (issue 5).
+
+    .venv/bin/python benchmarks/bench_speed.py [--case chelsea_midas_Final_mr2000] [--threads 2] [--repeats 1]
+        [--forward-sizes 384,768,1568] [--forward-repeats 2] [--no-forwards] [--no-pipeline] [--memory-12mp]
+
+Prints, in one run:
+
+1. the golden case end to end, baseline (plain models, ``pipeline._local_boost``) and optimised
+   (``acceleration`` defaults, ``schedule.local_boost``) interleaved ``--repeats`` times: wall time, ratio,
+   per-stage time, share inside network forwards (timed around the model calls, identically for both),
+   peak RSS of each run (VmHWM, reset between runs) and the parity of each output against the golden;
+2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both),
+   interleaved, as CPU seconds of this process (robust to other load on the machine) and wall seconds;
+3. with ``--memory-12mp``: peak RSS of Final's non-network stages on a 4000x3000 photo, stage by stage;
+4. README table lines (markdown).
+
+Synthetic checkpoints (tests/synthetic_weights.py) stand in for the real weights: same architecture, same cost.
+Figures are printed, never asserted. Other processes on a shared machine inflate wall times: compare the
+ratios of interleaved runs, and the CPU-second columns.
+"""
+
+import argparse
+import copy
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+
+def vm_hwm_mib() -> float:
+    """Peak resident set size of this process since the last :func:`reset_peak` (MiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def vm_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); silently a no-op elsewhere."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+class Timed:
+    """Wraps a model: counts seconds and calls spent in its forwards (the same for both schedules)."""
+
+    def __init__(self, model):
+        self.model, self.seconds, self.calls = model, 0.0, 0
+
+    def __call__(self, x):
+        start = time.perf_counter()
+        out = self.model(x)
+        self.seconds += time.perf_counter() - start
+        self.calls += x.shape[0]
+        return out
+
+
+def run_pipeline(args, meta, networks, optimised: bool):
+    from boost_core import pipeline, schedule
+    from golden import compare, final, photo
+
+    networks.base_model, networks.merge_model = Timed(networks.base_model), Timed(networks.merge_model)
+    original = pipeline._local_boost
+    if optimised:  # the lead's integration replaces this swap (see benchmarks/pipeline_changes.diff)
+        pipeline._local_boost = schedule.local_boost
+    reset_peak()
+    rss_before = vm_rss_mib()
+    start, cpu = time.perf_counter(), time.process_time()
+    try:
+        result = pipeline.boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"],
+                                networks=networks)
+    finally:
+        pipeline._local_boost = original
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    forwards = networks.base_model.seconds + networks.merge_model.seconds
+    calls = (networks.base_model.calls, networks.merge_model.calls)
+    networks.base_model, networks.merge_model = networks.base_model.model, networks.merge_model.model
+    return {"wall": wall, "cpu": cpu, "forwards": forwards, "calls": calls, "stages": dict(result.timings),
+            "peak": vm_hwm_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
+            "patches": len(result.patches), "R": result.R}
+
+
+def pipeline_section(args, meta, base_path, merge_path, rows):
+    import torch
+
+    from boost_core import acceleration
+    from boost_core.pipeline import load_networks
+
+    start = time.perf_counter()
+    plain = load_networks(meta["net_name"], base_path, merge_path)
+    load_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    fast = acceleration.accelerate_networks(load_networks(meta["net_name"], base_path, merge_path),
+                                            acceleration.Acceleration())
+    fast_load = time.perf_counter() - start
+    print(f"\n== {args.case}: {meta['net_name']} {meta['mode_name']}, {torch.get_num_threads()} threads ==")
+    print(f"load networks: plain {load_seconds:.1f} s, optimised (incl. BN folding) {fast_load:.1f} s")
+    runs = {"baseline": [], "optimised": []}
+    for repeat in range(args.repeats):
+        for name, networks, optimised in (("baseline", plain, False), ("optimised", fast, True)):
+            run = run_pipeline(args, meta, networks, optimised)
+            runs[name].append(run)
+            p = run["parity"]
+            ok = p["max"] <= 1e-4 and p["mean"] <= 1e-5 and p["pearson"] >= 0.99999
+            print(f"[{repeat + 1}/{args.repeats}] {name:<9} wall {run['wall']:7.1f} s  cpu {run['cpu']:7.1f} s  "
+                  f"forwards {run['forwards']:7.1f} s ({100 * run['forwards'] / run['wall']:.1f}%)  "
+                  f"peak RSS {run['peak']:6.0f} MiB  parity max {p['max']:.1e} mean {p['mean']:.1e} "
+                  f"r {p['pearson']:.8f} {'PASS' if ok else 'FAIL'}", flush=True)
+    best = {name: min(r, key=lambda run: run["wall"]) for name, r in runs.items()}
+    b, o = best["baseline"], best["optimised"]
+    print(f"\nR={o['R']} patches={o['patches']}; base/merge samples: {b['calls']} (baseline) {o['calls']} (optimised)")
+    print(f"{'stage':<22}{'baseline s':>12}{'optimised s':>13}")
+    for stage in b["stages"]:
+        print(f"{stage:<22}{b['stages'][stage]:12.2f}{o['stages'].get(stage, float('nan')):13.2f}")
+    for key, label in (("forwards", "inside model forwards"), ("wall", "total (boost call)"), ("cpu", "process CPU")):
+        print(f"{label:<22}{b[key]:12.2f}{o[key]:13.2f}")
+    ratio = b["wall"] / o["wall"]
+    cpu_ratio = b["cpu"] / o["cpu"]
+    reference = meta["wall_time_sec"]
+    print(f"speed-up optimised vs baseline: wall {ratio:.2f}x, CPU {cpu_ratio:.2f}x")
+    print(f"reference (published implementation, 2 threads, unloaded machine): {reference:.0f} s -> "
+          f"optimised incl. loading {o['wall'] + fast_load:.0f} s = {reference / (o['wall'] + fast_load):.2f}x")
+    rows.append(f"| {args.case} | baseline (one patch at a time, plain models) | {b['wall']:.0f} s | "
+                f"{100 * b['forwards'] / b['wall']:.0f}% | {b['peak']:.0f} MiB | 1.00x |")
+    rows.append(f"| {args.case} | optimised (BN folded, channels-last, schedule) | {o['wall']:.0f} s | "
+                f"{100 * o['forwards'] / o['wall']:.0f}% | {o['peak']:.0f} MiB | {ratio:.2f}x |")
+    rows.append(f"| {args.case} | reference implementation (golden trace) | {reference:.0f} s | | | "
+                f"{reference / o['wall']:.2f}x vs optimised |")
+
+
+def forward_section(args, base_path, merge_path, rows):
+    import torch
+
+    from boost_core import acceleration
+    from boost_core.networks import registry
+
+    variants = {
+        "plain": acceleration.PLAIN,
+        "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False),
+        "channels-last": acceleration.Acceleration(fold_batchnorm=False, channels_last=True),
+        "fold+CL (default)": acceleration.Acceleration(),
+    }
+    jobs = [("midas_v2", int(s)) for s in args.forward_sizes.split(",") if s] + [("merge_net", 1024)]
+    print(f"\n== per-forward timings ({torch.get_num_threads()} threads; CPU s of this process, then wall s; "
+          f"min of {args.forward_repeats}, interleaved) ==")
+    loaded = {"midas_v2": registry.load_base(registry.get("midas_v2"), base_path),
+              "merge_net": registry.load_merge_net(merge_path)}
+    for name, size in jobs:
+        models = {}
+        for label, options in variants.items():
+            if name == "merge_net" and label == "fold BN":
+                continue  # no BatchNorm in the merge net
+            models[label] = acceleration.accelerate(copy.deepcopy(loaded[name]), options)
+        channels = 3 if name == "midas_v2" else 2
+        x = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        times = {label: [] for label in models}
+        with torch.inference_mode():
+            outputs = {label: model(x) for label, model in models.items()}  # warm-up (oneDNN primitive cache)
+            for _ in range(args.forward_repeats):
+                for label, model in models.items():
+                    start, cpu = time.perf_counter(), time.process_time()
+                    model(x)
+                    times[label].append((time.process_time() - cpu, time.perf_counter() - start))
+        reference = outputs["plain"]
+        span = float(reference.max() - reference.min()) or 1.0
+        plain_cpu = min(t[0] for t in times["plain"])
+        for label, samples in times.items():
+            cpu, wall = min(t[0] for t in samples), min(t[1] for t in samples)
+            diff = float((outputs[label] - reference).abs().max()) / span
+            print(f"{name:<9} {size:>5}  {label:<18} cpu {cpu:7.2f} s  wall {wall:7.2f} s  "
+                  f"x{plain_cpu / cpu:.2f} vs plain (CPU)  max|diff|/range {diff:.1e}", flush=True)
+            rows.append(f"| {name} {size}² | {label} | {cpu:.2f} s | {wall:.2f} s | {plain_cpu / cpu:.2f}x |")
+        del models, outputs
+
+
+def memory_section(rows):
+    """Peak RSS of Final's image-side stages on a 12 MP photo (no network: those add their fixed cost)."""
+    import numpy as np
+    import skimage.data
+
+    from boost_core import merging, patches, pipeline, resolution
+    from boost_core.double_estimation import MERGE_SIZE
+
+    print("\n== memory: 4000x3000 photo, Final's image-side stages (VmHWM reset before each) ==")
+    import cv2
+
+    photo = cv2.resize(skimage.data.coffee(), (4000, 3000), interpolation=cv2.INTER_CUBIC)  # (width, height)
+    photo = np.clip(photo.astype(np.int16) + np.random.default_rng(0).integers(-8, 9, photo.shape), 0, 255)
+    photo = photo.astype(np.uint8)  # grain, so that the edge search sees a photo-like texture
+    reset_peak()
+    base_rss = vm_rss_mib()
+
+    def stage(label, fn):
+        reset_peak()
+        before = vm_rss_mib()
+        start = time.perf_counter()
+        out = fn()
+        print(f"{label:<34} peak {vm_hwm_mib():7.0f} MiB (+{vm_hwm_mib() - before:6.0f} over {before:6.0f})  "
+              f"{time.perf_counter() - start:6.1f} s", flush=True)
+        rows.append(f"| 12 MP | {label} | {vm_hwm_mib():.0f} MiB | +{vm_hwm_mib() - before:.0f} MiB |")
+        return out
+
+    print(f"process RSS before: {base_rss:.0f} MiB (torch and the test data loaded)")
+    rgb = stage("as_rgb_float (float64)", lambda: pipeline.as_rgb_float(photo))
+    choice = stage("resolution search (R20)", lambda: resolution.search_resolution(rgb, 384, 0.2))
+    factor = patches.boost_factor(choice.patch_scale, choice.R)
+    for max_res in (None, 6000):
+        cap = float("inf") if max_res is None else max_res
+        shape_t = patches.target_shape(rgb.shape[:2], choice.R, factor, cap)
+        print(f"R={choice.R} factor={factor:.3f} max_res={max_res}: target {shape_t[1]}x{shape_t[0]} "
+              f"(img_T float64 = {3 * 8 * shape_t[0] * shape_t[1] / 2**20:.0f} MiB)")
+        rgb_t = stage(f"upsample_image to {shape_t[1]}x{shape_t[0]}", lambda: patches.upsample_image(rgb, shape_t))
+        selected = stage("select_patches (gradients)", lambda: patches.select_patches(rgb_t, 384, factor))
+        scale = rgb.shape[0] / shape_t[0]
+        canvas_shape = patches.merge_canvas_shape(shape_t, scale)
+        stage("rgb canvas + base + canvas", lambda: (merging.resize_cubic(rgb_t, canvas_shape),
+                                                     merging.resize_cubic(np.zeros((MERGE_SIZE,) * 2, np.float32),
+                                                                          canvas_shape)))
+        print(f"  {len(selected)} patches")
+        del rgb_t
+    stage("feather mask template (3000²)", merging.feather_mask_template)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--case", default="chelsea_midas_Final_mr2000")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved baseline/optimised pipeline runs")
+    parser.add_argument("--forward-sizes", default="384,768,1568", help="MiDaS sizes of the per-forward table")
+    parser.add_argument("--forward-repeats", type=int, default=2)
+    parser.add_argument("--no-forwards", action="store_true", help="skip the per-forward table")
+    parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end comparison")
+    parser.add_argument("--memory-12mp", action="store_true", help="add the 12 MP memory breakdown")
+    args = parser.parse_args()
+
+    import torch
+
+    from golden import case
+    from synthetic_weights import write_checkpoint
+
+    torch.set_num_threads(args.threads)
+    meta = case(args.case)
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}")
+    rows: list[str] = []
+    with tempfile.TemporaryDirectory() as folder:
+        base_path = write_checkpoint(meta["net_name"], folder)
+        merge_path = write_checkpoint("merge_net", folder)
+        if not args.no_pipeline:
+            pipeline_section(args, meta, base_path, merge_path, rows)
+        if not args.no_forwards:
+            forward_section(args, base_path, merge_path, rows)
+    if args.memory_12mp:
+        memory_section(rows)
+    print("\n== README table lines ==")
+    print("| case / network | schedule / optimisation | time | forward share / wall | peak RSS | ratio |")
+    print("|---|---|---|---|---|---|")
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

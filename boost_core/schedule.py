@@ -1,0 +1,205 @@
+"""Batched network calls for local boosting: several patches' double estimates in one forward per size.
+
+All patches of Final mode are square crops, so their double estimates call the base network at the same two
+sizes (RF and 2·RF) and the merge network at 1024²: those calls can be stacked into batches. Every sample
+goes through exactly the per-sample steps of the one-at-a-time path (``double_estimation.double_estimate``
+and ``DepthNetworks.merge``): the same input preparation, the same per-sample min-max normalisations, the
+same resizes; only the forward runs on an (N, C, h, w) batch. Results equal the one-at-a-time ones to
+float32 rounding of the convolution kernels (checked by tests/test_acceleration.py).
+
+    estimates = batched_patch_estimates(networks, [rgb_a, rgb_b], rf)   # [(1024, 1024) float32, ...]
+    merged = batched_merge(networks, [base_a, base_b], estimates)         # as networks.merge per pair
+
+Batch sizes are bounded by a memory budget (``memory_budget`` bytes of activations, estimated per sample
+from the input size) and by ``max_batch``.
+"""
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import numpy as np
+
+from .double_estimation import MERGE_SIZE, min_max, to_merge_size
+
+#: default activation budget of one batched forward, bytes
+DEFAULT_MEMORY_BUDGET = 2 * 1024**3
+#: default cap on samples per forward (beyond it batching gains nothing measurable on CPU)
+DEFAULT_MAX_BATCH = 4
+#: peak activation bytes per input pixel of one sample, measured (CPU, float32): MiDaS v2 at 768² peaks
+#: at ~0.55 GB over its weights, the merge net at 1024² at ~0.25 GB
+_BYTES_PER_PIXEL = {"base": 1000, "merge": 250}
+
+
+def batch_size(kind: str, pixels: int, memory_budget: int = DEFAULT_MEMORY_BUDGET,
+               max_batch: int = DEFAULT_MAX_BATCH) -> int:
+    """Samples per forward for inputs of ``pixels`` (h·w) px: within the budget, at least 1, at most max_batch."""
+    per_sample = _BYTES_PER_PIXEL[kind] * pixels
+    return int(max(1, min(max_batch, memory_budget // max(per_sample, 1))))
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _forward(networks, model, batch, kind: str):
+    """One timed forward of ``model`` on a stacked CPU batch; returns the output on the CPU, float32."""
+    import torch
+
+    networks._check_cancel()
+    start = time.perf_counter()
+    with torch.inference_mode(), _autocast(networks):
+        out = model(batch.to(networks.device))
+        out = out.float().cpu()
+    networks.forward_seconds += time.perf_counter() - start
+    networks.calls[kind] += batch.shape[0]
+    return out
+
+
+def _autocast(networks):
+    import contextlib
+
+    options = getattr(networks, "acceleration", None)
+    if options is None:
+        return contextlib.nullcontext()
+    from .acceleration import autocast
+
+    return autocast(options, networks.device)
+
+
+def batched_single_estimates(networks, rgbs: Sequence[np.ndarray], size: int, *,
+                             memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                             max_batch: int = DEFAULT_MAX_BATCH) -> list[np.ndarray]:
+    """``[networks.single(rgb, size) for rgb in rgbs]`` with inputs of equal network size stacked.
+
+    rgbs: float64 (h_i, w_i, 3) RGB in [0, 1]. Returns float32 (h_i, w_i) maps, the base network's
+    estimate post-processed per sample exactly as ``networks.estimate.single_estimate``.
+    """
+    import torch
+
+    from .networks.estimate import _check_image, _min_max, prepare_input, resize_back
+
+    net = networks.net
+    images = [_check_image(rgb) for rgb in rgbs]
+    inputs = [prepare_input(net, image, size) for image in images]
+    results: list[np.ndarray | None] = [None] * len(images)
+    groups: dict[tuple, list[int]] = {}
+    for index, x in enumerate(inputs):
+        groups.setdefault(tuple(x.shape), []).append(index)
+    out_spec = net.output
+    for shape, indices in groups.items():
+        for chunk in _chunks(indices, batch_size("base", shape[-2] * shape[-1], memory_budget, max_batch)):
+            y = _forward(networks, networks.base_model, torch.cat([inputs[i] for i in chunk]), "base")
+            for row, index in enumerate(chunk):
+                pred = y[row].reshape(y.shape[-2], y.shape[-1]).numpy()
+                if out_spec.normalize and out_spec.normalize_at == "before_resize":
+                    pred = _min_max(pred)
+                pred = resize_back(net, pred, images[index].shape[:2])
+                if out_spec.normalize and out_spec.normalize_at == "after_resize":
+                    pred = _min_max(pred)
+                results[index] = pred.astype(np.float32, copy=False)
+    return results
+
+
+def batched_merge(networks, lows: Sequence[np.ndarray], highs: Sequence[np.ndarray], *,
+                  memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                  max_batch: int = DEFAULT_MAX_BATCH) -> list[np.ndarray]:
+    """``[networks.merge(low, high) for low, high in zip(lows, highs)]`` in batches.
+
+    lows, highs: (1024, 1024) maps (any float dtype). Each is min-max normalised per sample to [0, 1] then
+    mapped to [-1, 1] (as ``DepthNetworks.merge``). Returns float32 (1024, 1024) maps (tanh + 1) / 2.
+    """
+    import torch
+
+    from .double_estimation import _unit_range
+
+    if networks.merge_model is None:
+        raise RuntimeError("the merge network was not loaded (load_networks(..., merge_weights=...))")
+    if len(lows) != len(highs):
+        raise ValueError(f"batched_merge needs as many low as high maps, got {len(lows)} and {len(highs)}")
+    results = []
+    pixels = MERGE_SIZE * MERGE_SIZE
+    pairs = list(zip(lows, highs))
+    for chunk in _chunks(pairs, batch_size("merge", pixels, memory_budget, max_batch)):
+        with torch.inference_mode():
+            samples = []
+            for low, high in chunk:
+                pair = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in (low, high)]
+                samples.append(torch.stack([_unit_range(x) * 2 - 1 for x in pair]))
+            fake_b = _forward(networks, networks.merge_model, torch.stack(samples), "merge")
+            for row in range(len(chunk)):
+                results.append(((fake_b[row] + 1) / 2).squeeze().float().numpy())
+    return results
+
+
+def batched_patch_estimates(networks, patch_rgbs: Sequence[np.ndarray], rf: int, *,
+                            memory_budget: int = DEFAULT_MEMORY_BUDGET,
+                            max_batch: int = DEFAULT_MAX_BATCH) -> list[np.ndarray]:
+    """``[double_estimate(networks, rgb, rf, 2 * rf) for rgb in patch_rgbs]``, batched per network size.
+
+    patch_rgbs: float64 (h_i, w_i, 3) RGB crops in [0, 1]. Returns float32 (1024, 1024) maps in [0, 1].
+    """
+    options = dict(memory_budget=memory_budget, max_batch=max_batch)
+    lows = [to_merge_size(x) for x in batched_single_estimates(networks, patch_rgbs, rf, **options)]
+    highs = [to_merge_size(x) for x in batched_single_estimates(networks, patch_rgbs, 2 * rf, **options)]
+    return [min_max(m) for m in batched_merge(networks, lows, highs, **options)]
+
+
+def default_max_batch(device: str = "cpu") -> int:
+    """Patches per batched forward: 1 on CPU (measured: batching gains nothing there, and costs memory),
+    DEFAULT_MAX_BATCH on an accelerator (which a single 384² sample leaves mostly idle)."""
+    return 1 if str(device).startswith("cpu") else DEFAULT_MAX_BATCH
+
+
+def local_boost(result, rgb, networks, max_res, output_size, report, lap, *, max_batch: int | None = None,
+                memory_budget: int = DEFAULT_MEMORY_BUDGET) -> None:
+    """Drop-in for ``pipeline._local_boost`` with the patches' network calls batched (same arguments).
+
+    Patches are taken in merge order in groups of ``max_batch`` (default :func:`default_max_batch`); the
+    group's double estimates and merges run batched, then each patch is aligned and blended in order, so
+    the canvas sees exactly the one-at-a-time sequence of operations.
+    """
+    from . import merging, patches
+
+    max_batch = default_max_batch(networks.device) if max_batch is None else max_batch
+    options = dict(memory_budget=memory_budget, max_batch=max_batch)
+    rf = networks.net.receptive_field
+    height, width = rgb.shape[:2]
+    report({"event": "stage", "stage": "patches"})
+    shape_t = patches.target_shape((height, width), result.R, result.factor, max_res)
+    rgb_t = patches.upsample_image(rgb, shape_t)
+    selected = patches.select_patches(rgb_t, rf, result.factor)
+    result.target_shape = shape_t
+    result.patches = selected
+    lap("patch_selection")
+
+    scale = height / shape_t[0] if output_size == "input" else 1.0
+    canvas_shape = patches.merge_canvas_shape(shape_t, scale)
+    rgb_canvas = merging.resize_cubic(rgb_t, canvas_shape)
+    del rgb_t
+    base = merging.resize_cubic(result.whole_estimate, canvas_shape)
+    canvas = base.copy()
+    masks = merging.FeatherMasks()
+    lap("patch_selection")
+    done = 0
+    for group in _chunks(selected, max(1, max_batch)):
+        report({"event": "progress", "done": done, "of": len(selected), "fraction": done / len(selected)})
+        rects = [patches.scale_rect(patch.rect, scale) for patch in group]
+        patch_rgbs = [rgb_canvas[y:y + h, x:x + w] for x, y, w, h in rects]
+        # the untouched R20 base, not the accumulator (reference behaviour)
+        base_crops = [base[y:y + h, x:x + w] for x, y, w, h in rects]
+        estimates = batched_patch_estimates(networks, patch_rgbs, rf, **options)  # already (1024, 1024)
+        bases_1024 = [merging.resize_cubic(crop, (MERGE_SIZE,) * 2) for crop in base_crops]
+        merged = batched_merge(networks, bases_1024, estimates, **options)
+        for rect, crop, one, base_1024 in zip(rects, base_crops, merged, bases_1024):
+            aligned = merging.resize_cubic(merging.align_to_base(one, base_1024), crop.shape)
+            merging.blend_into(canvas, rect, aligned, masks(crop.shape))
+        done += len(group)
+        lap("patch_merge")
+    if selected:
+        report({"event": "progress", "done": len(selected), "of": len(selected), "fraction": 1.0})
+        result.boosted = True
+        result.depth = merging.resize_cubic(canvas, (height, width)) if output_size == "input" else canvas
+    else:
+        result.warnings.append("no patch qualified for local boosting (R20 result)")

@@ -1,0 +1,95 @@
+"""Optimised models and the batched schedule give the plain path's numbers (float32 rounding only)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from boost_core import acceleration, schedule
+from boost_core.double_estimation import DepthNetworks, double_estimate
+from boost_core.networks import registry, resnext
+
+SIZE = 64  # px: small inputs keep this file fast
+
+
+@pytest.fixture(scope="module")
+def networks(checkpoints):
+    return DepthNetworks.load("midas_v2", checkpoints("midas_v2"), checkpoints("merge_net"))
+
+
+def _relative_max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / (b.max() - b.min()))
+
+
+def test_fold_batchnorm_keeps_a_resnext_output(networks):
+    encoder = copy.deepcopy(networks.base_model.pretrained)
+    batchnorms = sum(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = encoder.layer4(encoder.layer3(encoder.layer2(encoder.layer1(x))))
+    folded = acceleration.fold_batchnorm(encoder)
+    assert folded == batchnorms > 100  # every BatchNorm of ResNeXt-101 (stem, 33 blocks, 4 downsamples)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in encoder.modules())
+    with torch.inference_mode():
+        got = encoder.layer4(encoder.layer3(encoder.layer2(encoder.layer1(x))))
+    assert _relative_max_diff(got, expected) < 1e-4
+
+
+def test_fold_batchnorm_refuses_training_mode():
+    model = resnext.resnet50().train()
+    with pytest.raises(ValueError, match="eval mode"):
+        acceleration.fold_batchnorm(model)
+
+
+def test_accelerated_midas_matches_plain(networks):
+    plain = networks.base_model
+    fast = acceleration.accelerate(copy.deepcopy(plain), acceleration.Acceleration())
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        expected, got = plain(x), fast(x)
+    assert got.shape == expected.shape and got.is_contiguous()
+    assert _relative_max_diff(got, expected) < 1e-4
+
+
+def test_precision_option_is_checked():
+    with pytest.raises(ValueError, match="precision"):
+        acceleration.Acceleration(precision="int8")
+    assert acceleration.Acceleration().parity_safe
+    assert not acceleration.Acceleration(precision="bf16").parity_safe
+    with pytest.raises(ValueError, match="CUDA or MPS"):
+        acceleration.autocast(acceleration.Acceleration(precision="fp16"), "cpu")
+
+
+def test_batched_merge_matches_one_by_one(networks):
+    rng = np.random.default_rng(3)
+    size = schedule.MERGE_SIZE
+    lows = [rng.random((size, size), dtype=np.float32) * 5 for _ in range(2)]
+    highs = [cv_blur(rng.random((size, size)).astype(np.float32)) for _ in range(2)]
+    one_by_one = [networks.merge(low, high) for low, high in zip(lows, highs)]
+    batched = schedule.batched_merge(networks, lows, highs, max_batch=2)
+    for got, expected in zip(batched, one_by_one):
+        assert got.dtype == np.float32 and got.shape == (size, size)
+        np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
+
+
+def cv_blur(x):
+    import cv2
+
+    return cv2.GaussianBlur(x, (9, 9), 3)
+
+
+def test_batched_patch_estimates_match_double_estimate(networks):
+    rng = np.random.default_rng(4)
+    patches = [cv_blur(rng.random((40, 40, 3))) for _ in range(2)]
+    rf = 32  # small network sizes (32 and 64 px) instead of 384 / 768, same code path
+    expected = [double_estimate(networks, rgb, rf, 2 * rf) for rgb in patches]
+    got = schedule.batched_patch_estimates(networks, patches, rf, max_batch=2)
+    for ours, theirs in zip(got, expected):
+        assert ours.shape == (schedule.MERGE_SIZE,) * 2
+        np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
+
+
+def test_batch_size_respects_the_budget():
+    assert schedule.batch_size("base", 768 * 768, memory_budget=1, max_batch=8) == 1
+    assert schedule.batch_size("merge", 1024 * 1024, memory_budget=10**12, max_batch=3) == 3
