@@ -214,3 +214,20 @@ def test_r20_runs_with_the_merge_net(hybrid_file, checkpoints):
     assert result.R in (384, 576) and result.kind == "inverse_depth"
     assert result.depth.shape == (150, 225) and np.isfinite(result.depth).all() and result.depth.std() > 0
     assert networks.calls == {"base": 2, "merge": 1}
+
+
+@pytest.mark.slow
+def test_final_boosts_patches_with_a_dpt_network(hybrid_file, checkpoints):
+    """Final with the MiDaS 3.x family: the 150x225 image capped at 1200 px gives an 800x1200 target, where the
+    768-px grid (2·RF) fits; kept patches are double-estimated at 384/768 and merged."""
+    import cv2
+
+    from boost_core import pipeline
+
+    small = cv2.resize(photo("chelsea"), (225, 150), interpolation=cv2.INTER_AREA)  # cv2 takes (W, H)
+    networks = pipeline.load_networks("dpt_hybrid_384", hybrid_file, checkpoints("merge_net"))
+    result = pipeline.boost(small, "dpt_hybrid_384", "final", 1200, networks=networks)
+    assert result.target_shape == (800, 1200) and result.boosted and result.patches
+    assert all(p.rect[2] >= 768 for p in result.patches)
+    assert networks.calls == {"base": 2 + 2 * len(result.patches), "merge": 1 + 2 * len(result.patches)}
+    assert result.depth.shape == (150, 225) and np.isfinite(result.depth).all()
