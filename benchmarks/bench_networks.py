@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,9 +57,9 @@ def main() -> None:
         model = (family.build() if getattr(net, "variant", None) is None else family.build(net.variant)).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
         rf = net.receptive_field
-        t_rf = timed(lambda: single_estimate(net, model, rgb, rf), args.repeat)
-        t_2rf = timed(lambda: single_estimate(net, model, rgb, 2 * rf), args.repeat)
-        t_single = timed(lambda: single_pass(net, model, rgb), args.repeat)
+        t_rf = timed(partial(single_estimate, net, model, rgb, rf), args.repeat)
+        t_2rf = timed(partial(single_estimate, net, model, rgb, 2 * rf), args.repeat)
+        t_single = timed(partial(single_pass, net, model, rgb), args.repeat)
         print(f"{name:<26}{rf:>6}{t_rf:>8.2f}s{t_2rf:>8.2f}s{net.single_size or rf:>8}{t_single:>10.2f}s  {params:.1f} M")
         del model
     merge = importlib.import_module("boost_core.networks.merge_net").build().eval()

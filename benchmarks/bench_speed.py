@@ -230,7 +230,7 @@ def memory_section(rows):
                                                      merging.resize_cubic(np.zeros((MERGE_SIZE,) * 2, np.float32),
                                                                           canvas_shape)))
         print(f"  {len(selected)} patches")
-        del rgb_t
+        rgb_t = None  # free the target image before the next cap
     stage("feather mask template (3000²)", merging.feather_mask_template)
 
 

@@ -6,7 +6,6 @@ Rectangles are ``(x, y, w, h)`` in pixels of the upsampled target image ``img_T`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import cv2
@@ -124,7 +123,3 @@ def merge_canvas_shape(shape_t: tuple[int, int], scale: float) -> tuple[int, int
     """(H, W) of the canvas patches are merged on: the target scaled by ``scale`` (Python round)."""
     return round(shape_t[0] * scale), round(shape_t[1] * scale)
 
-
-def is_degenerate(rgb: np.ndarray) -> bool:
-    """True when the image has no usable gradient at all (e.g. a single colour)."""
-    return not math.isfinite(float(np.ptp(rgb))) or float(np.ptp(rgb)) == 0.0

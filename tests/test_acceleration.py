@@ -8,7 +8,7 @@ import torch
 
 from boost_core import acceleration, schedule
 from boost_core.double_estimation import DepthNetworks, double_estimate
-from boost_core.networks import registry, resnext
+from boost_core.networks import resnext
 
 SIZE = 64  # px: small inputs keep this file fast
 
