@@ -74,7 +74,7 @@ def run_pipeline(args, meta, networks, optimised: bool):
 
     networks.base_model, networks.merge_model = Timed(networks.base_model), Timed(networks.merge_model)
     original = pipeline._local_boost
-    if optimised:  # the lead's integration replaces this swap (see benchmarks/pipeline_changes.diff)
+    if optimised:  # the batched schedule (on CPU it runs one patch per call, as the default path)
         pipeline._local_boost = schedule.local_boost
     reset_peak()
     rss_before = vm_rss_mib()
