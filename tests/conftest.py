@@ -20,7 +20,7 @@ _OWN_BASETEMP = []
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config):
-    """A private temp root per session: pytest prunes all but the newest 3 numbered /tmp/pytest-of-<user> folders,
+    """A private temp root per session: pytest prunes all but the newest 3 numbered pytest-of-<user> folders in the temp dir,
     so a concurrent session (or the nested Blender suites) would otherwise delete this one's checkpoints."""
     if not config.option.basetemp:
         config.option.basetemp = tempfile.mkdtemp(prefix="boost-depth-tests-")

@@ -25,7 +25,7 @@ def test_blender_suite(version, tmp_path):
             pytest.fail(message)
         pytest.skip(message)
     env = dict(os.environ, BOOST_DEPTH_TEST_ENGINE_PYTHON=sys.executable)
-    # Own --basetemp: a nested pytest must not prune /tmp/pytest-of-<user>/pytest-N folders (pytest keeps the
+    # Own --basetemp: a nested pytest must not prune the temp dir's pytest-of-<user>/pytest-N folders (pytest keeps the
     # newest 3 per user), one of which is this outer session's, holding its session-scoped checkpoints.
     proc = subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            f"--basetemp={tmp_path / 'bpy'}", "tests/blender"],
