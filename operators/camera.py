@@ -8,7 +8,7 @@ from bpy.props import FloatProperty
 
 from . import build, images
 from .mesh import DepthOperator
-from .properties import OpCameraProps, OpDepthRangeProps
+from .properties import RANGE_SETTINGS, OpCameraProps, OpDepthRangeProps
 
 
 class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps, bpy.types.Operator):
@@ -17,12 +17,7 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
     bl_idname = "boost_depth.dof_camera"
     bl_label = "Depth-of-Field Camera"
     bl_options = {"REGISTER", "UNDO"}
-    _settings_names = (
-        "fov",
-        "range_method",
-        "near",
-        "far",
-        "scale",
+    _settings_names = RANGE_SETTINGS + (
         "focus",
         "pixel_x",
         "pixel_y",

@@ -8,7 +8,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 
 from . import build, images
 from .estimate import context_photo
-from .properties import SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, fill_from_settings
+from .properties import RANGE_SETTINGS, SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, fill_from_settings
 
 NEEDS_DEPTH = "Estimate depth or load a depth map first"
 
@@ -84,12 +84,7 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
     bl_idname = "boost_depth.mesh_from_depth"
     bl_label = "Mesh from Depth"
     bl_options = {"REGISTER", "UNDO"}
-    _settings_names = (
-        "fov",
-        "range_method",
-        "near",
-        "far",
-        "scale",
+    _settings_names = RANGE_SETTINGS + (
         "resolution",
         "discontinuity",
         "shading",

@@ -61,6 +61,9 @@ FOCUS_ITEMS = (
 )
 
 
+RANGE_SETTINGS = ("fov", "range_method", "near", "far", "scale")  # the DepthRangeProps names, in panel order
+
+
 class DepthRangeProps:
     """Depth-range and mesh options shared by the mesh, plane and camera operators and the scene settings."""
 
