@@ -4,8 +4,9 @@
     options = acceleration.Acceleration()            # the parity-safe defaults
     acceleration.accelerate_networks(networks, options)   # a DepthNetworks, changed in place
 
-Every optimisation is a switch of :class:`Acceleration`. The defaults keep the output at parity with the
-reference (float32 rounding only, checked against the goldens by ``benchmarks/bench_speed.py``):
+Every optimisation is a switch of :class:`Acceleration`. The defaults are what ``pipeline.load_networks`` and
+``python -m boost_core`` use; they keep the output at parity with the reference (float32 rounding only, checked
+by the parity goldens in ``tests/``):
 
 * ``fold_batchnorm`` (on): an eval-mode BatchNorm2d directly after a Conv2d is folded into the conv's weight
   and bias (computed in float64, stored in float32). Saves one full pass over every activation map.
@@ -13,6 +14,8 @@ reference (float32 rounding only, checked against the goldens by ``benchmarks/be
   on CPU (merge net at 1024²: -26% CPU time; MiDaS v2 with folded BatchNorm: -6% at 384², -11% at 768²), and
   keeps NCHW for the transformer networks (not measured). True / False force it for every network.
 * ``threads``: torch intra-op threads (None: leave torch's setting alone).
+* ``reuse_freed_memory`` (on): glibc keeps freed activation memory for the next layer instead of unmapping it
+  (``boost_core.allocator``; process-wide; merge net -25..35%, MiDaS 768² -20..25% on this project's CPU).
 * ``precision``: "fp32" (default). "bf16" (CPU/CUDA autocast) and "fp16" (CUDA/MPS autocast) are faster
   on hardware with native support but **break parity** with the reference (errors around 1e-2 of the
   depth range): off by default, for users who prefer speed.
@@ -42,6 +45,7 @@ class Acceleration:
     channels_last: bool | Literal["auto"] = "auto"
     threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    reuse_freed_memory: bool = True
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -57,8 +61,8 @@ class Acceleration:
         return self.precision == "fp32"
 
 
-#: no optimisation at all (the reference's way of running the networks)
-PLAIN = Acceleration(fold_batchnorm=False, channels_last=False)
+#: no optimisation at all (the reference's way of running the networks): the benchmarks' baseline
+PLAIN = Acceleration(fold_batchnorm=False, channels_last=False, reuse_freed_memory=False)
 
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -149,10 +153,14 @@ class ChannelsLast(nn.Module):
 def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device: str = "cpu") -> nn.Module:
     """``model`` (loaded, eval mode, on ``device``) with the optimisations of ``options``; may return a wrapper.
 
-    BatchNorm folding changes the module in place. Threads are set process-wide (``torch.set_num_threads``).
+    BatchNorm folding changes the module in place. Threads and the heap settings are process-wide.
     """
     if options.threads is not None:
         torch.set_num_threads(options.threads)
+    if options.reuse_freed_memory:
+        from .allocator import reuse_freed_memory
+
+        reuse_freed_memory()
     if options.fold_batchnorm:
         fold_batchnorm(model)
     if wants_channels_last(model, options, device):

@@ -12,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 SUBCOMMANDS = {  # name -> module with main(argv) -> int
@@ -57,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="input: map at the photo's size (reference default); full: at the boosted size")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
-    parser.add_argument("--accelerate", action="store_true",
-                        help="fold BatchNorm into convolutions and use channels-last (faster; float32 rounding "
-                             "differences from the reference only)")
+    parser.add_argument("--plain", action="store_true",
+                        help="run the networks as loaded, without the default parity-safe optimisations (BatchNorm "
+                             "folding, channels-last, freed-memory reuse): the benchmarks' baseline, slower")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="bf16 (CPU/CUDA) or fp16 (CUDA/MPS) autocast: faster, breaks parity (default fp32)")
     parser.add_argument("--batch", type=int, default=1,
@@ -201,9 +202,9 @@ def _setup(args):
     device = resolve_device(args.device)
     from .acceleration import PLAIN, Acceleration
 
-    options = Acceleration(precision=args.precision) if args.accelerate else PLAIN
-    if not args.accelerate and args.precision != "fp32":
-        options = Acceleration(fold_batchnorm=False, channels_last=False, precision=args.precision)
+    options = Acceleration(precision=args.precision)
+    if args.plain:
+        options = replace(PLAIN, precision=args.precision)
     networks = load_networks(args.net, args.base_weights, args.merge_weights, models_dir=args.models_dir,
                              device=device, with_merge=args.mode != "single", acceleration=options)
     return networks, device

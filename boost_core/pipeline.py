@@ -187,9 +187,10 @@ def load_networks(net: str, base_weights=None, merge_weights=None, *, models_dir
     """Load the base network ``net`` and the merge network once, locating missing paths in the models folder.
 
     with_merge=False loads the base network alone (enough for mode "single").
-    acceleration: an ``acceleration.Acceleration`` (None: ``acceleration.PLAIN``, the models exactly as loaded,
-    which is what the parity goldens verify; ``Acceleration()`` folds BatchNorm and uses channels-last, ~1.3x
-    faster merge-net forwards on CPU, float32 rounding differences only; bf16/fp16 precision breaks parity).
+    acceleration: an ``acceleration.Acceleration``; None means ``Acceleration()``, the parity-safe optimisations
+    (BatchNorm folded, channels-last for convolutional networks, freed memory reused; float32 rounding
+    differences only, verified by the parity goldens). ``acceleration.PLAIN`` runs the models exactly as loaded
+    (the benchmarks' baseline); bf16/fp16 precision is faster on some hardware and breaks parity.
     """
     from .networks import registry
 
@@ -207,7 +208,7 @@ def load_networks(net: str, base_weights=None, merge_weights=None, *, models_dir
     from . import acceleration as speed
 
     networks = DepthNetworks.load(net, base_weights, merge_weights, device=device)
-    return speed.accelerate_networks(networks, speed.PLAIN if acceleration is None else acceleration)
+    return speed.accelerate_networks(networks, speed.Acceleration() if acceleration is None else acceleration)
 
 
 def _locate_first(weights_module, names, folder):

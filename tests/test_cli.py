@@ -113,15 +113,15 @@ def test_single_mode_matches_the_official_depth_anything_v2_pass(checkpoints, en
     assert_matches(np.load(tmp_path / "out" / "chelsea.npy"), final("chelsea_dav2s_single"))
 
 
-def test_accelerated_batched_final_gives_the_same_map(photos, checkpoints, engine_env, tmp_path):
-    """--accelerate (BatchNorm folded, channels-last) and --batch 2 change speed, not the result (float32 rounding)."""
+def test_plain_and_batched_final_give_the_same_map(photos, checkpoints, engine_env, tmp_path):
+    """--plain (no BatchNorm folding, NCHW, default heap) and --batch 2 change speed, not the result (rounding)."""
     import skimage.data as data
 
     photo = tmp_path / "astronaut.png"
     cv2.imwrite(str(photo), cv2.resize(data.astronaut(), (400, 300), interpolation=cv2.INTER_AREA)[..., ::-1])
     common = [photo, "--mode", "final", "--max-res", "900", *weights_args(checkpoints), "--format", "npy"]
-    plain = run([*common, "--output", tmp_path / "plain"], engine_env)
-    fast = run([*common, "--output", tmp_path / "fast", "--accelerate", "--batch", "2"], engine_env)
+    plain = run([*common, "--output", tmp_path / "plain", "--plain"], engine_env)
+    fast = run([*common, "--output", tmp_path / "fast", "--batch", "2"], engine_env)
     assert plain.returncode == 0 and fast.returncode == 0, plain.stderr + fast.stderr
     a, b = np.load(tmp_path / "plain" / "astronaut.npy"), np.load(tmp_path / "fast" / "astronaut.npy")
     assert np.abs(a - b).max() <= 1e-4 * (a.max() - a.min())

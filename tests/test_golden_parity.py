@@ -1,12 +1,14 @@
 """End-to-end parity with the published reference on the synthetic checkpoints (tests/data/golden).
 
 Each case loads the seed-0 synthetic checkpoints from files in the official layouts, through the same code path
-as real weights, runs ``boost`` and applies the golden README's rule: exact R / factor / target / patch list, and
+as real weights (with the default, parity-safe acceleration; the whole-image cases also run the models exactly
+as loaded, ``acceleration.PLAIN``), runs ``boost`` and applies the golden README's rule: exact R / factor / target / patch list, and
 the min-max normalised map within max 1e-4, mean 1e-5, Pearson >= 0.99999.
 """
 
 import pytest
 
+from boost_core import acceleration
 from boost_core.pipeline import boost, load_networks
 from golden import assert_matches, case, final, photo
 
@@ -19,19 +21,21 @@ BASE_FILES = {"midas_v2": "midas_v2", "leres": "leres", "sgr": "sgr"}
 def networks(checkpoints):
     loaded = {}
 
-    def get(net):
-        if net not in loaded:
+    def get(net, options=None):
+        key = (net, options)
+        if key not in loaded:
             loaded.clear()  # keep one base network in memory at a time
-            loaded[net] = load_networks(net, checkpoints(BASE_FILES[net]), checkpoints("merge_net"))
-        return loaded[net]
+            loaded[key] = load_networks(net, checkpoints(BASE_FILES[net]), checkpoints("merge_net"),
+                                        acceleration=options)
+        return loaded[key]
 
     return get
 
 
-def run_case(name, networks):
+def run_case(name, networks, options=None):
     meta = case(name)
     result = boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"],
-                   networks=networks(meta["net_name"]))
+                   networks=networks(meta["net_name"], options))
     assert result.R == meta["R_x"]
     assert result.patch_scale == pytest.approx(meta["patch_scale"], rel=1e-12)
     if meta["mode_name"] == "final":
@@ -46,6 +50,11 @@ def run_case(name, networks):
 @pytest.mark.parametrize("name", FAST)
 def test_whole_image_modes_match_reference(name, networks):
     run_case(name, networks)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_plain_models_match_reference(name, networks):
+    run_case(name, networks, acceleration.PLAIN)
 
 
 @pytest.mark.slow
