@@ -1,0 +1,70 @@
+"""Winograd F(4x4, 3x3) convolutions: the direct convolution's numbers (float32 rounding), any shape and layout."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from boost_core import winograd
+
+
+def direct_float64(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    bias = None if conv.bias is None else conv.bias.double()
+    return F.conv2d(x.double(), conv.weight.double(), bias, padding=1)
+
+
+def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
+    got, expected = got.detach(), expected.detach()
+    return float((got.double() - expected).abs().max() / expected.abs().max())
+
+
+@pytest.mark.parametrize("shape, bias, channels_last, band_bytes", [
+    ((2, 128, 13, 22), True, False, winograd.BAND_BYTES),  # batch 2, sizes not multiples of 4, NCHW input
+    ((1, 256, 7, 5), False, True, winograd.BAND_BYTES),  # no bias, channels-last input
+    ((1, 128, 1, 1), True, True, winograd.BAND_BYTES),  # a single pixel: all padding
+    ((1, 128, 37, 30), True, True, 1),  # one tile row per band: band seams at every 4th row
+    ((1, 160, 64, 48), True, False, 600_000),  # several rows per band, whole tiles
+])
+def test_matches_direct_convolution(shape, bias, channels_last, band_bytes, monkeypatch):
+    monkeypatch.setattr(winograd, "BAND_BYTES", band_bytes)
+    torch.manual_seed(sum(shape))
+    conv = torch.nn.Conv2d(shape[1], 256, 3, padding=1, bias=bias)
+    x = torch.randn(shape)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    expected = direct_float64(conv, x)
+    with torch.inference_mode():
+        got = winograd.WinogradConv2d(conv)(x)
+        direct = conv(x)
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert relative_error(got, expected) < 3e-5  # float32 direct convolution: ~2e-6
+    assert relative_error(direct, expected) < 1e-5
+
+
+def test_only_plain_wide_3x3_convolutions_qualify():
+    assert winograd.qualifies(torch.nn.Conv2d(128, 256, 3, padding=1))
+    for conv in (torch.nn.Conv2d(256, 256, 3, padding=1, stride=2), torch.nn.Conv2d(256, 256, 3, padding=1, groups=32),
+                 torch.nn.Conv2d(256, 256, 1), torch.nn.Conv2d(256, 256, 3), torch.nn.Conv2d(256, 256, 3, padding=2,
+                                                                                           dilation=2),
+                 torch.nn.Conv2d(256, 128, 3, padding=1), torch.nn.Conv2d(64, 256, 3, padding=1),
+                 torch.nn.Conv2d(256, 256, 3, padding=1, padding_mode="reflect"),
+                 torch.nn.ConvTranspose2d(256, 256, 3, padding=1)):
+        assert not winograd.qualifies(conv), conv
+    with pytest.raises(ValueError, match="3x3"):
+        winograd.WinogradConv2d(torch.nn.Conv2d(64, 64, 3, padding=1))
+
+
+def test_replaces_the_midas_decoder_convolutions(checkpoints):
+    from boost_core.networks import registry
+
+    model = registry.load_base(registry.get("midas_v2"), checkpoints("midas_v2"), "cpu")
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        expected = model(x)
+        swapped = winograd.replace_convolutions(model)
+        got = model(x)
+    # layer1_rn..layer4_rn (4) + 2 residual units x 2 convs in each of refinenet1..4 (16; refinenet4's first unit is
+    # built but unused, as in the official model); the 256->128 output conv stays direct (too few out channels)
+    assert swapped == 20
+    assert sum(isinstance(m, winograd.WinogradConv2d) for m in model.modules()) == swapped
+    assert float((got - expected).abs().max() / (expected.max() - expected.min())) < 1e-4
