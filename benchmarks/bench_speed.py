@@ -2,15 +2,18 @@
 
     .venv/bin/python benchmarks/bench_speed.py [--case chelsea_midas_Final_mr2000] [--threads 2] [--repeats 1]
         [--forward-sizes 384,768,1568] [--forward-repeats 2] [--no-forwards] [--no-pipeline] [--memory-12mp]
+        [--heap-rows]
 
 Prints, in one run:
 
-1. the golden case end to end, baseline (plain models, ``pipeline._local_boost``) and optimised
-   (``acceleration`` defaults, ``schedule.local_boost``) interleaved ``--repeats`` times: wall time, ratio,
-   per-stage time, share inside network forwards (timed around the model calls, identically for both),
-   peak RSS of each run (VmHWM, reset between runs) and the parity of each output against the golden;
-2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both),
-   interleaved, as CPU seconds of this process (robust to other load on the machine) and wall seconds;
+1. the golden case end to end, baseline (``acceleration.PLAIN``: models as loaded, glibc's default heap, one
+   patch at a time) and optimised (the defaults of ``pipeline.load_networks`` / ``python -m boost_core``: BatchNorm
+   folded, channels-last, Winograd 3x3, freed memory reused), each in a fresh process, interleaved ``--repeats``
+   times: loading and wall time, ratio, per-stage time, share inside network forwards (timed around the model
+   calls, identically for both), peak RSS (VmHWM) and the parity of each output against the golden;
+2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both, with
+   Winograd; ``--heap-rows`` adds the heap setting, measured last as it cannot be undone), interleaved, as CPU
+   seconds of this process (robust to other load on the machine) and wall seconds;
 3. with ``--memory-12mp``: peak RSS of Final's non-network stages on a 4000x3000 photo, stage by stage;
 4. README table lines (markdown).
 
@@ -68,77 +71,82 @@ class Timed:
         return out
 
 
-def run_pipeline(args, meta, networks, optimised: bool):
-    from boost_core import pipeline, schedule
-    from golden import compare, final, photo
+def run_variant(args) -> dict:
+    """One schedule end to end in this (fresh) process: load the networks, boost the golden case, measure."""
+    import torch
 
+    from boost_core import acceleration
+    from boost_core.pipeline import boost, load_networks
+    from golden import case, compare, final, photo
+    from synthetic_weights import write_checkpoint
+
+    torch.set_num_threads(args.threads)
+    meta = case(args.case)
+    options = acceleration.PLAIN if args.run_variant == "baseline" else acceleration.Acceleration()
+    with tempfile.TemporaryDirectory() as folder:
+        base_path = write_checkpoint(meta["net_name"], folder)
+        merge_path = write_checkpoint("merge_net", folder)
+        start = time.perf_counter()
+        networks = load_networks(meta["net_name"], base_path, merge_path, acceleration=options)
+        load = time.perf_counter() - start
     networks.base_model, networks.merge_model = Timed(networks.base_model), Timed(networks.merge_model)
-    original = pipeline._local_boost
-    if optimised:  # the batched schedule (on CPU it runs one patch per call, as the default path)
-        pipeline._local_boost = schedule.local_boost
     reset_peak()
     rss_before = vm_rss_mib()
     start, cpu = time.perf_counter(), time.process_time()
-    try:
-        result = pipeline.boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"],
-                                networks=networks)
-    finally:
-        pipeline._local_boost = original
+    result = boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"], networks=networks)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    forwards = networks.base_model.seconds + networks.merge_model.seconds
-    calls = (networks.base_model.calls, networks.merge_model.calls)
-    networks.base_model, networks.merge_model = networks.base_model.model, networks.merge_model.model
-    return {"wall": wall, "cpu": cpu, "forwards": forwards, "calls": calls, "stages": dict(result.timings),
+    return {"wall": wall, "cpu": cpu, "load": load,
+            "forwards": networks.base_model.seconds + networks.merge_model.seconds,
+            "calls": (networks.base_model.calls, networks.merge_model.calls), "stages": dict(result.timings),
             "peak": vm_hwm_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
             "patches": len(result.patches), "R": result.R}
 
 
-def pipeline_section(args, meta, base_path, merge_path, rows):
-    import torch
+def pipeline_section(args, meta, rows):
+    """Baseline and optimised schedules, each in its own process (heap settings are process-wide), interleaved."""
+    import json
+    import subprocess
 
-    from boost_core import acceleration
-    from boost_core.pipeline import load_networks
-
-    start = time.perf_counter()
-    plain = load_networks(meta["net_name"], base_path, merge_path)
-    load_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    fast = acceleration.accelerate_networks(load_networks(meta["net_name"], base_path, merge_path),
-                                            acceleration.Acceleration())
-    fast_load = time.perf_counter() - start
-    print(f"\n== {args.case}: {meta['net_name']} {meta['mode_name']}, {torch.get_num_threads()} threads ==")
-    print(f"load networks: plain {load_seconds:.1f} s, optimised (incl. BN folding) {fast_load:.1f} s")
+    print(f"\n== {args.case}: {meta['net_name']} {meta['mode_name']}, {args.threads} threads, one process per run ==")
     runs = {"baseline": [], "optimised": []}
     for repeat in range(args.repeats):
-        for name, networks, optimised in (("baseline", plain, False), ("optimised", fast, True)):
-            run = run_pipeline(args, meta, networks, optimised)
+        for name in runs:
+            command = [sys.executable, __file__, "--case", args.case, "--threads", str(args.threads),
+                       "--run-variant", name]
+            proc = subprocess.run(command, capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise SystemExit(f"{name} run failed:\n{proc.stderr}")
+            run = json.loads(proc.stdout.strip().splitlines()[-1])
             runs[name].append(run)
             p = run["parity"]
             ok = p["max"] <= 1e-4 and p["mean"] <= 1e-5 and p["pearson"] >= 0.99999
-            print(f"[{repeat + 1}/{args.repeats}] {name:<9} wall {run['wall']:7.1f} s  cpu {run['cpu']:7.1f} s  "
-                  f"forwards {run['forwards']:7.1f} s ({100 * run['forwards'] / run['wall']:.1f}%)  "
-                  f"peak RSS {run['peak']:6.0f} MiB  parity max {p['max']:.1e} mean {p['mean']:.1e} "
-                  f"r {p['pearson']:.8f} {'PASS' if ok else 'FAIL'}", flush=True)
+            print(f"[{repeat + 1}/{args.repeats}] {name:<9} load {run['load']:5.1f} s  wall {run['wall']:7.1f} s  "
+                  f"cpu {run['cpu']:7.1f} s  forwards {run['forwards']:7.1f} s "
+                  f"({100 * run['forwards'] / run['wall']:.1f}%)  peak RSS {run['peak']:6.0f} MiB  "
+                  f"parity max {p['max']:.1e} mean {p['mean']:.1e} r {p['pearson']:.8f} {'PASS' if ok else 'FAIL'}",
+                  flush=True)
     best = {name: min(r, key=lambda run: run["wall"]) for name, r in runs.items()}
     b, o = best["baseline"], best["optimised"]
     print(f"\nR={o['R']} patches={o['patches']}; base/merge samples: {b['calls']} (baseline) {o['calls']} (optimised)")
     print(f"{'stage':<22}{'baseline s':>12}{'optimised s':>13}")
     for stage in b["stages"]:
         print(f"{stage:<22}{b['stages'][stage]:12.2f}{o['stages'].get(stage, float('nan')):13.2f}")
-    for key, label in (("forwards", "inside model forwards"), ("wall", "total (boost call)"), ("cpu", "process CPU")):
+    for key, label in (("forwards", "inside model forwards"), ("wall", "total (boost call)"), ("cpu", "process CPU"),
+                       ("load", "load networks")):
         print(f"{label:<22}{b[key]:12.2f}{o[key]:13.2f}")
-    ratio = b["wall"] / o["wall"]
-    cpu_ratio = b["cpu"] / o["cpu"]
+    print(f"{'peak RSS MiB':<22}{b['peak']:12.0f}{o['peak']:13.0f}")
+    ratio = (b["wall"] + b["load"]) / (o["wall"] + o["load"])
     reference = meta["wall_time_sec"]
-    print(f"speed-up optimised vs baseline: wall {ratio:.2f}x, CPU {cpu_ratio:.2f}x")
-    print(f"reference (published implementation, 2 threads, unloaded machine): {reference:.0f} s -> "
-          f"optimised incl. loading {o['wall'] + fast_load:.0f} s = {reference / (o['wall'] + fast_load):.2f}x")
-    rows.append(f"| {args.case} | baseline (one patch at a time, plain models) | {b['wall']:.0f} s | "
+    print(f"speed-up optimised vs baseline (incl. loading): {ratio:.2f}x")
+    print(f"reference (published implementation, 2 threads, unloaded machine): {reference:.1f} s -> optimised incl. "
+          f"loading {o['wall'] + o['load']:.1f} s = {reference / (o['wall'] + o['load']):.2f}x faster; "
+          f"baseline {reference / (b['wall'] + b['load']):.2f}x")
+    rows.append(f"| {args.case} | baseline (one patch at a time, plain models) | {b['wall'] + b['load']:.0f} s | "
                 f"{100 * b['forwards'] / b['wall']:.0f}% | {b['peak']:.0f} MiB | 1.00x |")
-    rows.append(f"| {args.case} | optimised (BN folded, channels-last, schedule) | {o['wall']:.0f} s | "
+    rows.append(f"| {args.case} | optimised (defaults) | {o['wall'] + o['load']:.0f} s | "
                 f"{100 * o['forwards'] / o['wall']:.0f}% | {o['peak']:.0f} MiB | {ratio:.2f}x |")
     rows.append(f"| {args.case} | reference implementation (golden trace) | {reference:.0f} s | | | "
-                f"{reference / o['wall']:.2f}x vs optimised |")
+                f"{reference / (o['wall'] + o['load']):.2f}x slower than optimised |")
 
 
 def forward_section(args, base_path, merge_path, rows):
@@ -147,11 +155,13 @@ def forward_section(args, base_path, merge_path, rows):
     from boost_core import acceleration
     from boost_core.networks import registry
 
-    variants = {
+    keep_heap = {"reuse_freed_memory": False, "winograd": False}
+    variants = {  # the heap setting is process-wide and one-way: every variant here runs without it
         "plain": acceleration.PLAIN,
-        "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False),
-        "channels-last": acceleration.Acceleration(fold_batchnorm=False, channels_last=True),
-        "fold+CL (default)": acceleration.Acceleration(),
+        "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False, **keep_heap),
+        "channels-last": acceleration.Acceleration(fold_batchnorm=False, channels_last=True, **keep_heap),
+        "fold+CL": acceleration.Acceleration(**keep_heap),
+        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False),
     }
     jobs = [("midas_v2", int(s)) for s in args.forward_sizes.split(",") if s] + [("merge_net", 1024)]
     print(f"\n== per-forward timings ({torch.get_num_threads()} threads; CPU s of this process, then wall s; "
@@ -161,8 +171,8 @@ def forward_section(args, base_path, merge_path, rows):
     for name, size in jobs:
         models = {}
         for label, options in variants.items():
-            if name == "merge_net" and label == "fold BN":
-                continue  # no BatchNorm in the merge net
+            if name == "merge_net" and label in ("fold BN", "fold+CL+Winograd"):
+                continue  # no BatchNorm and no 3x3 convolution in the merge net
             models[label] = acceleration.accelerate(copy.deepcopy(loaded[name]), options)
         channels = 3 if name == "midas_v2" else 2
         x = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -174,6 +184,16 @@ def forward_section(args, base_path, merge_path, rows):
                     start, cpu = time.perf_counter(), time.process_time()
                     model(x)
                     times[label].append((time.process_time() - cpu, time.perf_counter() - start))
+        if args.heap_rows:  # last, in the same process: the default acceleration, freed memory reused
+            acceleration.accelerate(copy.deepcopy(loaded[name]), acceleration.Acceleration())  # sets the heap
+            times["default (+heap reuse)"] = []
+            with torch.inference_mode():
+                models["default (+heap reuse)"] = models[list(models)[-1]]
+                outputs["default (+heap reuse)"] = models["default (+heap reuse)"](x)
+                for _ in range(args.forward_repeats):
+                    start, cpu = time.perf_counter(), time.process_time()
+                    models["default (+heap reuse)"](x)
+                    times["default (+heap reuse)"].append((time.process_time() - cpu, time.perf_counter() - start))
         reference = outputs["plain"]
         span = float(reference.max() - reference.min()) or 1.0
         plain_cpu = min(t[0] for t in times["plain"])
@@ -244,7 +264,15 @@ def main() -> None:
     parser.add_argument("--no-forwards", action="store_true", help="skip the per-forward table")
     parser.add_argument("--no-pipeline", action="store_true", help="skip the end-to-end comparison")
     parser.add_argument("--memory-12mp", action="store_true", help="add the 12 MP memory breakdown")
+    parser.add_argument("--heap-rows", action="store_true",
+                        help="add a per-forward row with the heap setting (process-wide: measured last per network)")
+    parser.add_argument("--run-variant", choices=("baseline", "optimised"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.run_variant:  # child process of pipeline_section: one JSON line
+        import json
+
+        print(json.dumps(run_variant(args)))
+        return
 
     import torch
 
@@ -260,7 +288,7 @@ def main() -> None:
         base_path = write_checkpoint(meta["net_name"], folder)
         merge_path = write_checkpoint("merge_net", folder)
         if not args.no_pipeline:
-            pipeline_section(args, meta, base_path, merge_path, rows)
+            pipeline_section(args, meta, rows)
         if not args.no_forwards:
             forward_section(args, base_path, merge_path, rows)
     if args.memory_12mp:

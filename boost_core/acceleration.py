@@ -139,7 +139,8 @@ def wants_channels_last(model: nn.Module, options: Acceleration, device: str = "
         return bool(options.channels_last)
     from .networks import merge_net, resnext
 
-    return any(isinstance(m, (resnext.ResNet, merge_net.UnetGenerator)) for m in model.modules())
+    # Bottleneck, not ResNet: MiDaS v2 keeps the encoder's blocks but not the ResNet module itself
+    return any(isinstance(m, (resnext.Bottleneck, merge_net.UnetGenerator)) for m in model.modules())
 
 
 class ChannelsLast(nn.Module):

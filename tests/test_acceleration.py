@@ -93,3 +93,15 @@ def test_batched_patch_estimates_match_double_estimate(networks):
 def test_batch_size_respects_the_budget():
     assert schedule.batch_size("base", 768 * 768, memory_budget=1, max_batch=8) == 1
     assert schedule.batch_size("merge", 1024 * 1024, memory_budget=10**12, max_batch=3) == 3
+
+
+def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
+    from boost_core import winograd
+
+    options = acceleration.Acceleration()
+    assert acceleration.wants_channels_last(networks.base_model, options)  # MiDaS v2: ResNeXt blocks, no ResNet
+    assert acceleration.wants_channels_last(networks.merge_model, options)
+    fast = acceleration.accelerate(copy.deepcopy(networks.base_model), options)
+    assert sum(isinstance(m, winograd.WinogradConv2d) for m in fast.modules()) == 20
+    plain = acceleration.accelerate(copy.deepcopy(networks.base_model), acceleration.PLAIN)
+    assert not any(isinstance(m, winograd.WinogradConv2d) for m in plain.modules())
