@@ -12,7 +12,9 @@ with Lavin & Gray's matrices for the interpolation points 0, +-1, +-2, infinity 
 inside the batched GEMM, to the transform coefficient (1, 1) that A^T M A spreads with weight 1 over every output
 of a tile, so it costs nothing. Measured on this project's CPU (NHWC, 2 threads): 256->256 channels at 192² 258 ->
 ~135 ms, 512->256 at 96² 140 -> 75 ms, 1024->256 at 48² 80 -> 38 ms; with fewer output channels the transforms
-dominate (256->128 at 384²: 550 -> 515 ms; 128->32 at 768²: 2.2x slower), hence :func:`qualifies`' channel floors. Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for
+dominate (256->128 at 384²: 550 -> 515 ms; 128->32 at 768²: 2.2x slower), hence :func:`qualifies`' channel floors.
+The merge net's 4x4 stride-2 up-convolutions, rewritten as 3x3 convolutions with 4 x C_out phase channels, came out
+slower this way (merge net 1.45 -> 1.9 s) and stay direct. Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for
 the direct convolution (float64 reference), well inside the parity goldens' tolerance (max 1e-4 of the map).
 
 Large maps are processed in bands of tile rows so that the transformed tensors stay near ``BAND_BYTES`` each.
@@ -71,7 +73,8 @@ class WinogradConv2d(nn.Module):
         weight = conv.weight.detach()
         dtype, device = weight.dtype, weight.device
         g = torch.from_numpy(G)
-        u = torch.einsum("ia,kcab,jb->ijck", g, weight.double().cpu(), g)  # (6, 6, C_in, C_out) in float64
+        u = g @ weight.double().cpu() @ g.t()  # G w G^T per (C_out, C_in): (C_out, C_in, 6, 6) in float64
+        u = u.permute(2, 3, 1, 0)  # (6, 6, C_in, C_out)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.register_buffer("u", u.reshape(ALPHA * ALPHA, conv.in_channels, conv.out_channels).to(device, dtype))
         bias = None
