@@ -8,7 +8,7 @@ Prints, in one run:
 
 1. the golden case end to end, baseline (``acceleration.PLAIN``: models as loaded, glibc's default heap, one
    patch at a time) and optimised (the defaults of ``pipeline.load_networks`` / ``python -m boost_core``: BatchNorm
-   folded, channels-last, Winograd 3x3, freed memory reused), each in a fresh process, interleaved ``--repeats``
+   folded, channels-last, freed memory reused), each in a fresh process, interleaved ``--repeats``
    times: loading and wall time, ratio, per-stage time, share inside network forwards (timed around the model
    calls, identically for both), peak RSS (VmHWM) and the parity of each output against the golden;
 2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both, with
@@ -161,7 +161,7 @@ def forward_section(args, base_path, merge_path, rows):
         "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False, **keep_heap),
         "channels-last": acceleration.Acceleration(fold_batchnorm=False, channels_last=True, **keep_heap),
         "fold+CL": acceleration.Acceleration(**keep_heap),
-        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False),
+        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False, winograd="auto"),
     }
     jobs = [("midas_v2", int(s)) for s in args.forward_sizes.split(",") if s] + [("merge_net", 1024)]
     print(f"\n== per-forward timings ({torch.get_num_threads()} threads; CPU s of this process, then wall s; "

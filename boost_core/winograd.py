@@ -17,6 +17,9 @@ The merge net's 4x4 stride-2 up-convolutions, rewritten as 3x3 convolutions with
 slower this way (merge net 1.45 -> 1.9 s) and stay direct. Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for
 the direct convolution (float64 reference), well inside the parity goldens' tolerance (max 1e-4 of the map).
 
+Opt-in (``acceleration.Acceleration(winograd="auto")``): on whole MiDaS v2 forwards it gained 8% at 768² and lost
+15-20% at 384², for ~500 MiB more memory, so Final came out even on this CPU (see ``acceleration``).
+
 Large maps are processed in bands of tile rows so that the transformed tensors stay near ``BAND_BYTES`` each.
 """
 

@@ -98,10 +98,11 @@ def test_batch_size_respects_the_budget():
 def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
     from boost_core import winograd
 
-    options = acceleration.Acceleration()
+    options = acceleration.Acceleration(winograd="auto")
     assert acceleration.wants_channels_last(networks.base_model, options)  # MiDaS v2: ResNeXt blocks, no ResNet
     assert acceleration.wants_channels_last(networks.merge_model, options)
     fast = acceleration.accelerate(copy.deepcopy(networks.base_model), options)
     assert sum(isinstance(m, winograd.WinogradConv2d) for m in fast.modules()) == 20
-    plain = acceleration.accelerate(copy.deepcopy(networks.base_model), acceleration.PLAIN)
-    assert not any(isinstance(m, winograd.WinogradConv2d) for m in plain.modules())
+    for off in (acceleration.PLAIN, acceleration.Acceleration()):  # Winograd is opt-in
+        model = acceleration.accelerate(copy.deepcopy(networks.base_model), off)
+        assert not any(isinstance(m, winograd.WinogradConv2d) for m in model.modules())

@@ -57,6 +57,10 @@ def test_plain_models_match_reference(name, networks):
     run_case(name, networks, acceleration.PLAIN)
 
 
+def test_winograd_option_matches_reference(networks):
+    run_case("coffee_midas_R20", networks, acceleration.Acceleration(winograd="auto"))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SLOW)
 def test_final_mode_matches_reference(name, networks):
