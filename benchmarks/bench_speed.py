@@ -153,6 +153,7 @@ def forward_section(args, base_path, merge_path, rows):
     import torch
 
     from boost_core import acceleration
+    from boost_core.allocator import reuse_freed_memory
     from boost_core.networks import registry
 
     keep_heap = {"reuse_freed_memory": False, "winograd": False}
@@ -185,10 +186,10 @@ def forward_section(args, base_path, merge_path, rows):
                     model(x)
                     times[label].append((time.process_time() - cpu, time.perf_counter() - start))
         if args.heap_rows:  # last, in the same process: the default acceleration, freed memory reused
-            acceleration.accelerate(copy.deepcopy(loaded[name]), acceleration.Acceleration())  # sets the heap
+            reuse_freed_memory()  # the default's heap setting; the default's models are the "fold+CL" ones
             times["default (+heap reuse)"] = []
             with torch.inference_mode():
-                models["default (+heap reuse)"] = models[list(models)[-1]]
+                models["default (+heap reuse)"] = models["fold+CL"]
                 outputs["default (+heap reuse)"] = models["default (+heap reuse)"](x)
                 for _ in range(args.forward_repeats):
                     start, cpu = time.perf_counter(), time.process_time()
