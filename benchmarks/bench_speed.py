@@ -8,7 +8,7 @@ Prints, in one run:
 
 1. the golden case end to end, baseline (``acceleration.PLAIN``: models as loaded, glibc's default heap, one
    patch at a time) and optimised (the defaults of ``pipeline.load_networks`` / ``python -m boost_core``: BatchNorm
-   folded, channels-last, freed memory reused), each in a fresh process, interleaved ``--repeats``
+   folded, channels-last, wide 3x3 convolutions by Winograd, freed memory reused), each in a fresh process, interleaved ``--repeats``
    times: loading and wall time, ratio, per-stage time, share inside network forwards (timed around the model
    calls, identically for both), peak RSS (VmHWM) and the parity of each output against the golden;
 2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both, with
@@ -162,7 +162,7 @@ def forward_section(args, base_path, merge_path, rows):
         "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False, **keep_heap),
         "channels-last": acceleration.Acceleration(fold_batchnorm=False, channels_last=True, **keep_heap),
         "fold+CL": acceleration.Acceleration(**keep_heap),
-        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False, winograd="auto"),
+        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False),  # the default's models
     }
     jobs = [("midas_v2", int(s)) for s in args.forward_sizes.split(",") if s] + [("merge_net", 1024)]
     print(f"\n== per-forward timings ({torch.get_num_threads()} threads; CPU s of this process, then wall s; "
@@ -186,10 +186,10 @@ def forward_section(args, base_path, merge_path, rows):
                     model(x)
                     times[label].append((time.process_time() - cpu, time.perf_counter() - start))
         if args.heap_rows:  # last, in the same process: the default acceleration, freed memory reused
-            reuse_freed_memory()  # the default's heap setting; the default's models are the "fold+CL" ones
+            reuse_freed_memory()  # the default's heap setting, on the default's models
             times["default (+heap reuse)"] = []
             with torch.inference_mode():
-                models["default (+heap reuse)"] = models["fold+CL"]
+                models["default (+heap reuse)"] = models.get("fold+CL+Winograd", models["fold+CL"])
                 outputs["default (+heap reuse)"] = models["default (+heap reuse)"](x)
                 for _ in range(args.forward_repeats):
                     start, cpu = time.perf_counter(), time.process_time()

@@ -13,11 +13,11 @@ by the parity goldens in ``tests/``):
 * ``channels_last``: "auto" (default) uses NHWC for the convolutional networks, where oneDNN measured faster
   on CPU (merge net at 1024²: -26% CPU time; MiDaS v2 with folded BatchNorm: -6% at 384², -11% at 768²), and
   keeps NCHW for the transformer networks (not measured). True / False force it for every network.
-* ``winograd``: False (default); "auto" computes the dense 3x3 convolutions with >= 128 in / >= 256 out channels of
-  the channels-last networks on CPU by Winograd F(4x4, 3x3) (``boost_core.winograd``: 4x fewer multiplies, ~1.9x
-  faster layers at 96²-192²); True forces it for every network. Off by default: measured on a whole MiDaS v2 forward
-  it gains 8% at 768², loses 15-20% at 384² (small maps: the transforms dominate) and costs ~500 MiB of
-  transformed weights and buffers, so Final comes out even.
+* ``winograd``: "auto" (default) computes the dense 3x3 convolutions with >= 128 in / >= 256 out channels of the
+  channels-last networks on CPU by Winograd F(4x4, 3x3) wherever the map is large enough to gain
+  (``boost_core.winograd``: 4x fewer multiplies; whole MiDaS v2 forwards -12% at 384², -16% at 768²; LeReS and SGR
+  similar or better; output within ~4e-6 of the direct convolutions); True forces it for every network, False
+  keeps every convolution direct.
 * ``threads``: torch intra-op threads (None: leave torch's setting alone).
 * ``reuse_freed_memory`` (on): glibc keeps freed activation memory for the next layer instead of unmapping it
   (``boost_core.allocator``; process-wide; merge net -25..35%, MiDaS 768² -20..25% on this project's CPU).
@@ -48,7 +48,7 @@ class Acceleration:
 
     fold_batchnorm: bool = True
     channels_last: bool | Literal["auto"] = "auto"
-    winograd: bool | Literal["auto"] = False
+    winograd: bool | Literal["auto"] = "auto"
     threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     reuse_freed_memory: bool = True

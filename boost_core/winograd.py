@@ -10,15 +10,20 @@ dense 3x3 convolutions with 128-2048 channels, which oneDNN already runs at this
 
 with Lavin & Gray's matrices for the interpolation points 0, +-1, +-2, infinity (CVPR 2016). The bias is added
 inside the batched GEMM, to the transform coefficient (1, 1) that A^T M A spreads with weight 1 over every output
-of a tile, so it costs nothing. Measured on this project's CPU (NHWC, 2 threads): 256->256 channels at 192² 258 ->
-~135 ms, 512->256 at 96² 140 -> 75 ms, 1024->256 at 48² 80 -> 38 ms; with fewer output channels the transforms
-dominate (256->128 at 384²: 550 -> 515 ms; 128->32 at 768²: 2.2x slower), hence :func:`qualifies`' channel floors.
-The merge net's 4x4 stride-2 up-convolutions, rewritten as 3x3 convolutions with 4 x C_out phase channels, came out
-slower this way (merge net 1.45 -> 1.9 s) and stay direct. Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for
-the direct convolution (float64 reference), well inside the parity goldens' tolerance (max 1e-4 of the map).
+of a tile, so it costs nothing. Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for the direct
+convolution (float64 reference); whole forwards stay within ~4e-6 of the direct ones, well inside the parity
+goldens' tolerance (max 1e-4 of the map).
 
-Opt-in (``acceleration.Acceleration(winograd="auto")``): on whole MiDaS v2 forwards it gained 8% at 768² and lost
-15-20% at 384², for ~500 MiB more memory, so Final came out even on this CPU (see ``acceleration``).
+The transformed weights are 4x the direct ones and every call reads them, and the transforms move 2.25x the
+activations through memory, so Winograd only pays on wide layers over large maps. Measured on this project's CPU
+(NHWC, 2 threads, direct -> Winograd): 256->256 channels at 192² 263 -> 146 ms, at 72² 32 -> 21 ms, at 36² 8 -> 10 ms;
+1024->256 at 72² 163 -> 101 ms, at 48² even; 2048->256 at 36² 74 -> 152 ms; with fewer output channels the transforms
+dominate (256->128 at 384²: even; 128->32 at 768²: 1.6x slower). Hence :func:`qualifies`' channel floors and the
+per-call choice of :meth:`WinogradConv2d.uses_winograd` (enough tiles, the direct convolution otherwise); the
+transformed weights are built at a layer's first Winograd call only. Whole forwards, same process, interleaved:
+MiDaS v2 -12% at 384², -16% at 768² and 1152²; LeReS -11% / -15% at 448² / 896²; SGR -13% / -26%.
+The merge net's 4x4 stride-2 (up-)convolutions, rewritten as 3x3 convolutions with 4 x C_out phase channels, came
+out slower this way (merge net 1.45 -> 1.9 s) and stay direct (oneDNN runs them at the GEMM peak).
 
 Large maps are processed in bands of tile rows so that the transformed tensors stay near ``BAND_BYTES`` each.
 """
@@ -32,6 +37,8 @@ from torch import nn
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 2  # input tile side (m + r - 1)
 MIN_IN_CHANNELS, MIN_OUT_CHANNELS = 128, 256  # with fewer channels the transforms cost about what they save
+MIN_TILES = 256  # 4x4 output tiles a map needs before Winograd pays (64² px); see WinogradConv2d.uses_winograd
+TILES_PER_IN_CHANNEL = 0.25  # ... and per input channel (the transformed weights grow with C_in)
 BAND_BYTES = 64 * 2**20  # bytes of one transformed band (V or M), bounds the extra memory of a forward
 
 # Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", F(4x4, 3x3)
@@ -63,9 +70,10 @@ def qualifies(conv: nn.Module) -> bool:
 
 
 class WinogradConv2d(nn.Module):
-    """Drop-in for a qualifying ``nn.Conv2d`` (inference only): same input/output shapes, output in NHWC memory.
+    """Drop-in for a qualifying ``nn.Conv2d`` (inference only): same input/output shapes and numbers (float32 rounding).
 
-    Input: (N, C_in, H, W) float tensor, any memory format. Output: (N, C_out, H, W), channels-last strides.
+    Input: (N, C_in, H, W) float tensor, any memory format. Output: (N, C_out, H, W); channels-last strides when
+    computed by Winograd, the direct convolution's layout otherwise (maps with too few tiles).
     """
 
     def __init__(self, conv: nn.Conv2d):
@@ -73,26 +81,47 @@ class WinogradConv2d(nn.Module):
         if not qualifies(conv):
             raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution with >= {MIN_IN_CHANNELS} input and "
                              f">= {MIN_OUT_CHANNELS} output channels: {conv}")
-        weight = conv.weight.detach()
+        self.conv = conv  # the direct path, for maps too small to gain (see :meth:`uses_winograd`)
+        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
+        self.u: torch.Tensor | None = None  # (36, C_in, C_out) transformed weights, built at the first Winograd call
+        self.bias: torch.Tensor | None = None  # (36, 1, C_out): the conv bias at BIAS_COEFFICIENT, else zeros
+        self.b_kron: torch.Tensor | None = None  # (36, 36) kron(B^T, B^T)
+        self.a_kron: torch.Tensor | None = None  # (16, 36) kron(A^T, A^T)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3) from {MIN_TILES} tiles"
+
+    def uses_winograd(self, height: int, width: int) -> bool:
+        """Whether a (height, width) input map goes through Winograd (else the direct convolution).
+
+        Measured (NHWC, 2 threads): the transformed weights are 4x the direct ones and every call reads them, so a
+        map needs enough 4x4 tiles to amortise them: >= MIN_TILES tiles and >= C_in / 4 tiles (256->256: 0.8x at 36²,
+        1.1x at 48², 1.5x at 72², 1.8x at 192²; 1024->256: 1.0x at 48², 1.6x at 72²; 2048->256: 0.5x at 36²).
+        """
+        tiles = -(-height // TILE) * -(-width // TILE)
+        return tiles >= MIN_TILES and tiles >= TILES_PER_IN_CHANNEL * self.in_channels
+
+    def _prepare(self) -> None:
+        """Transformed weights, in float64 then the conv's dtype (once; ~4x the memory of the direct weights)."""
+        weight = self.conv.weight.detach()
         dtype, device = weight.dtype, weight.device
         g = torch.from_numpy(G)
         u = g @ weight.double().cpu() @ g.t()  # G w G^T per (C_out, C_in): (C_out, C_in, 6, 6) in float64
         u = u.permute(2, 3, 1, 0)  # (6, 6, C_in, C_out)
-        self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.register_buffer("u", u.reshape(ALPHA * ALPHA, conv.in_channels, conv.out_channels).to(device, dtype))
-        bias = None
-        if conv.bias is not None:
-            bias = torch.zeros(ALPHA * ALPHA, 1, conv.out_channels, dtype=dtype, device=device)
-            bias[BIAS_COEFFICIENT, 0] = conv.bias.detach()
-        self.register_buffer("bias", bias)
-        self.register_buffer("b_kron", torch.from_numpy(np.kron(B_T, B_T)).to(device, dtype))  # (36, 36)
-        self.register_buffer("a_kron", torch.from_numpy(np.kron(A_T, A_T)).to(device, dtype))  # (16, 36)
-
-    def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3)"
+        self.u = u.reshape(ALPHA * ALPHA, self.in_channels, self.out_channels).to(device, dtype).contiguous()
+        if self.conv.bias is not None:
+            bias = torch.zeros(ALPHA * ALPHA, 1, self.out_channels, dtype=dtype, device=device)
+            bias[BIAS_COEFFICIENT, 0] = self.conv.bias.detach()
+            self.bias = bias
+        self.b_kron = torch.from_numpy(np.kron(B_T, B_T)).to(device, dtype)
+        self.a_kron = torch.from_numpy(np.kron(A_T, A_T)).to(device, dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
+        if not self.uses_winograd(h, w):
+            return self.conv(x)
+        if self.u is None:
+            self._prepare()
         tiles_h, tiles_w = -(-h // TILE), -(-w // TILE)
         nhwc = x.permute(0, 2, 3, 1)  # a view; contiguous when x is channels-last
         out = x.new_empty((n, h, w, self.out_channels))

@@ -98,11 +98,13 @@ def test_batch_size_respects_the_budget():
 def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
     from boost_core import winograd
 
-    options = acceleration.Acceleration(winograd="auto")
+    options = acceleration.Acceleration()  # the defaults: channels-last and Winograd "auto"
     assert acceleration.wants_channels_last(networks.base_model, options)  # MiDaS v2: ResNeXt blocks, no ResNet
     assert acceleration.wants_channels_last(networks.merge_model, options)
     fast = acceleration.accelerate(copy.deepcopy(networks.base_model), options)
     assert sum(isinstance(m, winograd.WinogradConv2d) for m in fast.modules()) == 20
-    for off in (acceleration.PLAIN, acceleration.Acceleration()):  # Winograd is opt-in
+    merge = acceleration.accelerate(copy.deepcopy(networks.merge_model), options)
+    assert not any(isinstance(m, winograd.WinogradConv2d) for m in merge.modules())  # 4x4 stride-2 only
+    for off in (acceleration.PLAIN, acceleration.Acceleration(winograd=False)):
         model = acceleration.accelerate(copy.deepcopy(networks.base_model), off)
         assert not any(isinstance(m, winograd.WinogradConv2d) for m in model.modules())

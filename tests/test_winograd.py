@@ -26,6 +26,8 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
 ])
 def test_matches_direct_convolution(shape, bias, channels_last, band_bytes, monkeypatch):
     monkeypatch.setattr(winograd, "BAND_BYTES", band_bytes)
+    monkeypatch.setattr(winograd, "MIN_TILES", 0)  # Winograd on every map, however small
+    monkeypatch.setattr(winograd, "TILES_PER_IN_CHANNEL", 0)
     torch.manual_seed(sum(shape))
     conv = torch.nn.Conv2d(shape[1], 256, 3, padding=1, bias=bias)
     x = torch.randn(shape)
@@ -41,6 +43,23 @@ def test_matches_direct_convolution(shape, bias, channels_last, band_bytes, monk
     assert relative_error(direct, expected) < 1e-5
 
 
+def test_small_maps_take_the_direct_convolution():
+    torch.manual_seed(7)
+    conv = torch.nn.Conv2d(512, 256, 3, padding=1)
+    layer = winograd.WinogradConv2d(conv)
+    small = torch.randn(1, 512, 36, 36)  # 81 tiles: below MIN_TILES
+    large = torch.randn(1, 512, 72, 64)  # 18 x 16 = 288 tiles >= MIN_TILES and >= 512 / 4
+    assert not layer.uses_winograd(36, 36) and layer.uses_winograd(72, 64)
+    assert not winograd.WinogradConv2d(torch.nn.Conv2d(2048, 256, 3, padding=1)).uses_winograd(72, 64)  # 288 < 512
+    with torch.inference_mode():
+        assert torch.equal(layer(small), conv(small))  # the direct convolution itself, bit for bit
+        assert layer.u is None  # transformed weights only once a map needs them
+        got, direct = layer(large), conv(large)
+    assert layer.u is not None and layer.u.shape == (36, 512, 256)
+    assert not torch.equal(got, direct)  # a different algorithm ...
+    assert relative_error(got, direct_float64(conv, large)) < 3e-5  # ... with the same numbers
+
+
 def test_only_plain_wide_3x3_convolutions_qualify():
     assert winograd.qualifies(torch.nn.Conv2d(128, 256, 3, padding=1))
     for conv in (torch.nn.Conv2d(256, 256, 3, padding=1, stride=2), torch.nn.Conv2d(256, 256, 3, padding=1, groups=32),
@@ -54,7 +73,9 @@ def test_only_plain_wide_3x3_convolutions_qualify():
         winograd.WinogradConv2d(torch.nn.Conv2d(64, 64, 3, padding=1))
 
 
-def test_replaces_the_midas_decoder_convolutions(checkpoints):
+def test_replaces_the_midas_decoder_convolutions(checkpoints, monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_TILES", 0)  # a small input, every swapped layer through Winograd
+    monkeypatch.setattr(winograd, "TILES_PER_IN_CHANNEL", 0)
     from boost_core.networks import registry
 
     model = registry.load_base(registry.get("midas_v2"), checkpoints("midas_v2"), "cpu")
