@@ -19,16 +19,24 @@ MASK_MARGIN = 0.15  # the template is 1 inside [15%, 85%] before feathering
 def feather_mask_template() -> np.ndarray:
     """The 3000x3000 float32 feathered square in [0, 1]: 1 in the centre 70%, ~0 at the border.
 
-    Gaussian-blurred (kernel 749, sigma 187) then min-max normalised. Built once per process (read-only).
+    The reference Gaussian-blurs the square (kernel 749, sigma 187, OpenCV's default border, reflect-101) and
+    min-max normalises it. The square is the outer product of a 1-D box with itself and the Gaussian is separable,
+    so the blurred square is the outer product of the blurred box: computed that way in float64 with OpenCV's own
+    kernel (0.3 s instead of 4.4 s for the 2-D blur, a fixed cost of every Final job), it matches the 2-D blur
+    within 1.4e-6 (float32 rounding of the latter). Built once per process (read-only).
     """
     size = MASK_TEMPLATE_SIZE
-    mask = np.zeros((size, size), np.float32)
     margin = int(MASK_MARGIN * size)
-    mask[margin:size - margin, margin:size - margin] = 1
+    box = np.zeros(size)
+    box[margin:size - margin] = 1
     sigma = int(size / 16)
     kernel = int(2 * np.ceil(2 * sigma) + 1)
-    mask = cv2.GaussianBlur(mask, (kernel, kernel), sigma)
-    mask = (mask - mask.min()) / (mask.max() - mask.min())
+    taps = cv2.getGaussianKernel(kernel, sigma, cv2.CV_64F)[:, 0]  # symmetric, sums to 1
+    index = np.abs(np.arange(-(kernel // 2), size + kernel // 2))  # reflect-101 border: -i -> i ...
+    index = np.where(index > size - 1, 2 * (size - 1) - index, index)  # ... size-1+i -> size-1-i
+    blurred = np.convolve(box[index], taps, mode="valid")  # (size,) float64, >= 0
+    low, high = blurred.min() ** 2, blurred.max() ** 2  # the extremes of the outer product
+    mask = ((np.outer(blurred, blurred) - low) / (high - low)).astype(np.float32)
     mask.flags.writeable = False
     return mask
 
