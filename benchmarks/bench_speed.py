@@ -1,6 +1,7 @@
 """Speed and memory of Final: the plain one-patch-at-a-time schedule vs the optimised one (issue 5).
 
     .venv/bin/python benchmarks/bench_speed.py [--case chelsea_midas_Final_mr2000] [--threads 2] [--repeats 1]
+        [--device cpu|cuda|mps]
         [--forward-sizes 384,768,1568] [--forward-repeats 2] [--no-forwards] [--no-pipeline] [--memory-12mp]
         [--heap-rows]
 
@@ -10,7 +11,8 @@ Prints, in one run:
    patch at a time) and optimised (the defaults of ``pipeline.load_networks`` / ``python -m boost_core``: BatchNorm
    folded, channels-last, wide 3x3 convolutions by Winograd, freed memory reused), each in a fresh process, interleaved ``--repeats``
    times: loading and wall time, ratio, per-stage time, share inside network forwards (timed around the model
-   calls, identically for both), peak RSS (VmHWM) and the parity of each output against the golden;
+   calls, identically for both), peak RSS (VmHWM) and the parity of each output against the golden; with
+   ``--device cuda`` also the GPU's peak allocated memory and what is left allocated once the job is gone;
 2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both, with
    Winograd; ``--heap-rows`` adds the heap setting, measured last as it cannot be undone), interleaved, as CPU
    seconds of this process (robust to other load on the machine) and wall seconds;
@@ -58,14 +60,21 @@ def reset_peak() -> None:
 
 
 class Timed:
-    """Wraps a model: counts seconds and calls spent in its forwards (the same for both schedules)."""
+    """Wraps a model: counts seconds and calls spent in its forwards (the same for both schedules).
 
-    def __init__(self, model):
-        self.model, self.seconds, self.calls = model, 0.0, 0
+    On CUDA the forward is synchronised, so that its seconds are the GPU's and not the launch's.
+    """
+
+    def __init__(self, model, synchronize: bool = False):
+        self.model, self.seconds, self.calls, self.synchronize = model, 0.0, 0, synchronize
 
     def __call__(self, x):
+        import torch
+
         start = time.perf_counter()
         out = self.model(x)
+        if self.synchronize:
+            torch.cuda.synchronize()
         self.seconds += time.perf_counter() - start
         self.calls += x.shape[0]
         return out
@@ -87,19 +96,31 @@ def run_variant(args) -> dict:
         base_path = write_checkpoint(meta["net_name"], folder)
         merge_path = write_checkpoint("merge_net", folder)
         start = time.perf_counter()
-        networks = load_networks(meta["net_name"], base_path, merge_path, acceleration=options)
+        networks = load_networks(meta["net_name"], base_path, merge_path, acceleration=options, device=args.device)
         load = time.perf_counter() - start
-    networks.base_model, networks.merge_model = Timed(networks.base_model), Timed(networks.merge_model)
+    cuda = args.device == "cuda"
+    networks.base_model, networks.merge_model = Timed(networks.base_model, cuda), Timed(networks.merge_model, cuda)
     reset_peak()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     rss_before = vm_rss_mib()
     start, cpu = time.perf_counter(), time.process_time()
     result = boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"], networks=networks)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
-    return {"wall": wall, "cpu": cpu, "load": load,
-            "forwards": networks.base_model.seconds + networks.merge_model.seconds,
-            "calls": (networks.base_model.calls, networks.merge_model.calls), "stages": dict(result.timings),
-            "peak": vm_hwm_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
-            "patches": len(result.patches), "R": result.R}
+    run = {"wall": wall, "cpu": cpu, "load": load,
+           "forwards": networks.base_model.seconds + networks.merge_model.seconds,
+           "calls": (networks.base_model.calls, networks.merge_model.calls), "stages": dict(result.timings),
+           "peak": vm_hwm_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
+           "patches": len(result.patches), "R": result.R}
+    if cuda:  # the GPU's peak during the job, and what is still allocated once the job's objects are gone
+        import gc
+
+        run["cuda_peak"] = torch.cuda.max_memory_allocated() / 2**20
+        del networks, result
+        gc.collect()
+        torch.cuda.empty_cache()
+        run["cuda_left"] = torch.cuda.memory_allocated() / 2**20
+    return run
 
 
 def pipeline_section(args, meta, rows):
@@ -112,7 +133,7 @@ def pipeline_section(args, meta, rows):
     for repeat in range(args.repeats):
         for name in runs:
             command = [sys.executable, __file__, "--case", args.case, "--threads", str(args.threads),
-                       "--run-variant", name]
+                       "--device", args.device, "--run-variant", name]
             proc = subprocess.run(command, capture_output=True, text=True)
             if proc.returncode != 0:
                 raise SystemExit(f"{name} run failed:\n{proc.stderr}")
@@ -123,8 +144,9 @@ def pipeline_section(args, meta, rows):
             print(f"[{repeat + 1}/{args.repeats}] {name:<9} load {run['load']:5.1f} s  wall {run['wall']:7.1f} s  "
                   f"cpu {run['cpu']:7.1f} s  forwards {run['forwards']:7.1f} s "
                   f"({100 * run['forwards'] / run['wall']:.1f}%)  peak RSS {run['peak']:6.0f} MiB  "
-                  f"parity max {p['max']:.1e} mean {p['mean']:.1e} r {p['pearson']:.8f} {'PASS' if ok else 'FAIL'}",
-                  flush=True)
+                  f"parity max {p['max']:.1e} mean {p['mean']:.1e} r {p['pearson']:.8f} {'PASS' if ok else 'FAIL'}"
+                  + (f"  CUDA peak {run['cuda_peak']:.0f} MiB, left after the job {run['cuda_left']:.0f} MiB"
+                     if "cuda_peak" in run else ""), flush=True)
     best = {name: min(r, key=lambda run: run["wall"]) for name, r in runs.items()}
     b, o = best["baseline"], best["optimised"]
     print(f"\nR={o['R']} patches={o['patches']}; base/merge samples: {b['calls']} (baseline) {o['calls']} (optimised)")
@@ -259,6 +281,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--case", default="chelsea_midas_Final_mr2000")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda", "mps"),
+                        help="where the networks run (cuda adds the GPU's peak and left-over memory per run)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved baseline/optimised pipeline runs")
     parser.add_argument("--forward-sizes", default="384,768,1568", help="MiDaS sizes of the per-forward table")
     parser.add_argument("--forward-repeats", type=int, default=2)
@@ -283,7 +307,11 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     meta = case(args.case)
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}")
+          f"torch {torch.__version__}, oneDNN {torch.backends.mkldnn.is_available()}, device {args.device}"
+          + (f" ({torch.cuda.get_device_name()})" if args.device == "cuda" else ""))
+    if args.device != "cpu" and not args.no_forwards:
+        print("(the per-forward table measures the CPU only: skipped with --device", args.device + ")")
+        args.no_forwards = True
     rows: list[str] = []
     with tempfile.TemporaryDirectory() as folder:
         base_path = write_checkpoint(meta["net_name"], folder)
