@@ -9,10 +9,10 @@ Prints, in one run:
 
 1. the golden case end to end, baseline (``acceleration.PLAIN``: models as loaded, glibc's default heap, one
    patch at a time) and optimised (the defaults of ``pipeline.load_networks`` / ``python -m boost_core``: BatchNorm
-   folded, channels-last, wide 3x3 convolutions by Winograd, freed memory reused), each in a fresh process, interleaved ``--repeats``
-   times: loading and wall time, ratio, per-stage time, share inside network forwards (timed around the model
-   calls, identically for both), peak RSS (VmHWM) and the parity of each output against the golden; with
-   ``--device cuda`` also the GPU's peak allocated memory and what is left allocated once the job is gone;
+   folded, channels-last, Winograd convolutions, freed memory reused), each in a fresh process, interleaved
+   ``--repeats`` times: loading and wall time, ratio, per-stage time, share inside network forwards (timed
+   around the model calls, identically for both), peak RSS (VmHWM) and the parity of each output against the
+   golden; with ``--device cuda`` also the GPU's peak allocated memory and what is left allocated once the job is gone;
 2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both, with
    Winograd; ``--heap-rows`` adds the heap setting, measured last as it cannot be undone), interleaved, as CPU
    seconds of this process (robust to other load on the machine) and wall seconds;
@@ -194,8 +194,8 @@ def forward_section(args, base_path, merge_path, rows):
     for name, size in jobs:
         models = {}
         for label, options in variants.items():
-            if name == "merge_net" and label in ("fold BN", "fold+CL+Winograd"):
-                continue  # no BatchNorm and no 3x3 convolution in the merge net
+            if name == "merge_net" and label == "fold BN":
+                continue  # no BatchNorm in the merge net
             models[label] = acceleration.accelerate(copy.deepcopy(loaded[name]), options)
         channels = 3 if name == "midas_v2" else 2
         x = torch.rand(1, channels, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -211,7 +211,7 @@ def forward_section(args, base_path, merge_path, rows):
             reuse_freed_memory()  # the default's heap setting, on the default's models
             times["default (+heap reuse)"] = []
             with torch.inference_mode():
-                models["default (+heap reuse)"] = models.get("fold+CL+Winograd", models["fold+CL"])
+                models["default (+heap reuse)"] = models["fold+CL+Winograd"]
                 outputs["default (+heap reuse)"] = models["default (+heap reuse)"](x)
                 for _ in range(args.forward_repeats):
                     start, cpu = time.perf_counter(), time.process_time()

@@ -16,8 +16,9 @@ by the parity goldens in ``tests/``):
 * ``winograd``: "auto" (default) computes the dense 3x3 convolutions with >= 128 in / >= 256 out channels of the
   channels-last networks on CPU by Winograd F(4x4, 3x3) wherever the map is large enough to gain
   (``boost_core.winograd``: 4x fewer multiplies; whole MiDaS v2 forwards -12% at 384², -16% at 768²; LeReS and SGR
-  similar or better; output within ~4e-6 of the direct convolutions); True forces it for every network, False
-  keeps every convolution direct.
+  similar or better; output within ~4e-6 of the direct convolutions), and the merge net's wide 4x4 stride-2
+  (up-)convolutions by F(4x4, 2x2) (``boost_core.winograd_stride2``: 2.56x fewer multiplies; merge net -19% at
+  1024²); True forces both for every network, False keeps every convolution direct.
 * ``threads``: torch intra-op threads (None: leave torch's setting alone).
 * ``reuse_freed_memory`` (on): glibc keeps freed activation memory for the next layer instead of unmapping it
   (``boost_core.allocator``; process-wide; merge net -25..35%, MiDaS 768² -20..25% on this project's CPU).
@@ -174,9 +175,10 @@ def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device:
     channels_last = wants_channels_last(model, options, device)
     on_cpu = torch.device(device).type == "cpu"  # cuDNN picks its own Winograd kernels on GPUs
     if options.winograd is True or (options.winograd == "auto" and channels_last and on_cpu):
-        from .winograd import replace_convolutions
+        from . import winograd, winograd_stride2
 
-        replace_convolutions(model)
+        winograd.replace_convolutions(model)  # wide 3x3 convolutions: F(4x4, 3x3)
+        winograd_stride2.replace_layers(model)  # wide 4x4 stride-2 (up-)convolutions: F(4x4, 2x2)
     if channels_last:
         model = ChannelsLast(model)
     model.eval()

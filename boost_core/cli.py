@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
     parser.add_argument("--plain", action="store_true",
                         help="run the networks as loaded, without the default parity-safe optimisations (BatchNorm "
-                             "folding, channels-last, freed-memory reuse): the benchmarks' baseline, slower")
+                             "folding, channels-last, Winograd convolutions, freed-memory reuse): the benchmarks' "
+                             "baseline, slower")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="bf16 (CPU/CUDA) or fp16 (CUDA/MPS) autocast: faster, breaks parity (default fp32)")
     parser.add_argument("--batch", type=int, default=1,

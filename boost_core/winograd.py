@@ -23,7 +23,8 @@ per-call choice of :meth:`WinogradConv2d.uses_winograd` (enough tiles, the direc
 transformed weights are built at a layer's first Winograd call only. Whole forwards, same process, interleaved:
 MiDaS v2 -12% at 384², -16% at 768² and 1152²; LeReS -11% / -15% at 448² / 896²; SGR -13% / -26%.
 The merge net's 4x4 stride-2 (up-)convolutions, rewritten as 3x3 convolutions with 4 x C_out phase channels, came
-out slower this way (merge net 1.45 -> 1.9 s) and stay direct (oneDNN runs them at the GEMM peak).
+out slower this way (merge net 1.45 -> 1.9 s); they are 2x2 convolutions in disguise and ``boost_core.winograd_stride2``
+computes them by F(4x4, 2x2) instead.
 
 Large maps are processed in bands of tile rows so that the transformed tensors stay near ``BAND_BYTES`` each.
 """

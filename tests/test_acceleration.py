@@ -96,7 +96,7 @@ def test_batch_size_respects_the_budget():
 
 
 def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
-    from boost_core import winograd
+    from boost_core import winograd, winograd_stride2
 
     options = acceleration.Acceleration()  # the defaults: channels-last and Winograd "auto"
     assert acceleration.wants_channels_last(networks.base_model, options)  # MiDaS v2: ResNeXt blocks, no ResNet
@@ -104,7 +104,8 @@ def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
     fast = acceleration.accelerate(copy.deepcopy(networks.base_model), options)
     assert sum(isinstance(m, winograd.WinogradConv2d) for m in fast.modules()) == 20
     merge = acceleration.accelerate(copy.deepcopy(networks.merge_model), options)
-    assert not any(isinstance(m, winograd.WinogradConv2d) for m in merge.modules())  # 4x4 stride-2 only
+    assert not any(isinstance(m, winograd.WinogradConv2d) for m in merge.modules())  # no 3x3 convolution
+    assert any(isinstance(m, winograd_stride2.WinogradStride2ConvTranspose2d) for m in merge.modules())
     for off in (acceleration.PLAIN, acceleration.Acceleration(winograd=False)):
         model = acceleration.accelerate(copy.deepcopy(networks.base_model), off)
         assert not any(isinstance(m, winograd.WinogradConv2d) for m in model.modules())
