@@ -118,78 +118,94 @@ class _Valid2x2:
         return out
 
 
-class WinogradStride2Conv2d(nn.Module):
+class _Stride2Layer(nn.Module):
+    """A qualifying layer (``self.layer``) computed by F(4x4, 2x2) where :meth:`uses_winograd`, directly elsewhere."""
+
+    kind: type = nn.Module
+    description = ""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        if type(layer) is not self.kind or not qualifies(layer):
+            raise ValueError(f"not a {self.description} wide enough for Winograd (>= {MIN_IN_CHANNELS_DOWN} input "
+                             f"channels for a convolution, >= {MIN_IN_CHANNELS_UP} for an up-convolution): {layer}")
+        self.layer = layer
+        self._valid: _Valid2x2 | None = None  # built at the first call that uses it
+
+    def uses_winograd(self, height: int, width: int) -> bool:
+        raise NotImplementedError
+
+    def _transformed(self) -> _Valid2x2:
+        raise NotImplementedError
+
+    def _winograd(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.uses_winograd(x.shape[-2], x.shape[-1]):
+            return self.layer(x)
+        if self._valid is None:
+            self._valid = self._transformed()
+        return self._winograd(x)
+
+
+class WinogradStride2Conv2d(_Stride2Layer):
     """Drop-in for ``Conv2d(c, k, 4, stride=2, padding=1)`` (inference only): same shapes and numbers.
 
     Input (N, c, H, W), any memory format; output (N, k, H // 2, W // 2), channels-last strides when computed here,
     the direct layer's layout otherwise (odd sizes, maps too small to gain).
     """
 
-    def __init__(self, conv: nn.Conv2d):
-        super().__init__()
-        if not qualifies(conv) or type(conv) is not nn.Conv2d:
-            raise ValueError(f"not a 4x4 stride-2 padding-1 convolution with >= {MIN_IN_CHANNELS_DOWN} input "
-                             f"channels: {conv}")
-        self.conv = conv
-        self._valid: _Valid2x2 | None = None  # built at the first call that uses it
+    kind, description = nn.Conv2d, "4x4 stride-2 padding-1 convolution"
 
     def uses_winograd(self, height: int, width: int) -> bool:
         """Whether an (height, width) input goes through F(4x4, 2x2): even sizes, >= MIN_TILES output tiles."""
         return height % 2 == 0 and width % 2 == 0 and -(-height // (2 * TILE)) * -(-width // (2 * TILE)) >= MIN_TILES
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
-        if not self.uses_winograd(h, w):
-            return self.conv(x)
-        if self._valid is None:
-            weight = self.conv.weight  # (k, c, 4, 4) -> (k, 4c, 2, 2): tap (2s + p) -> tap s of channel 4c' + 2py + px
-            k = weight.shape[0]
-            weight = weight.view(k, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(k, 4 * c, 2, 2)
-            self._valid = _Valid2x2(weight, self.conv.bias)
+    def _transformed(self) -> _Valid2x2:
+        weight = self.layer.weight  # (k, c, 4, 4) -> (k, 4c, 2, 2): tap 2s + p -> tap s of channel 4c' + 2py + px
+        k, c = weight.shape[:2]
+        weight = weight.view(k, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(k, 4 * c, 2, 2)
+        return _Valid2x2(weight, self.layer.bias)
+
+    def _winograd(self, x: torch.Tensor) -> torch.Tensor:
         z = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)  # (n, 4c, h/2 + 1, w/2 + 1)
         return self._valid(z.permute(0, 2, 3, 1).contiguous()).permute(0, 3, 1, 2)
 
 
-class WinogradStride2ConvTranspose2d(nn.Module):
+class WinogradStride2ConvTranspose2d(_Stride2Layer):
     """Drop-in for ``ConvTranspose2d(c, k, 4, stride=2, padding=1)`` (inference only): same shapes and numbers.
 
     Input (N, c, H, W), any memory format; output (N, k, 2H, 2W), channels-last strides when computed here.
     """
 
-    def __init__(self, up: nn.ConvTranspose2d):
-        super().__init__()
-        if not qualifies(up) or type(up) is not nn.ConvTranspose2d:
-            raise ValueError(f"not a 4x4 stride-2 padding-1 transposed convolution with >= {MIN_IN_CHANNELS_UP} "
-                             f"input channels: {up}")
-        self.up = up
-        self._valid: _Valid2x2 | None = None
+    kind, description = nn.ConvTranspose2d, "4x4 stride-2 padding-1 transposed convolution"
 
     def uses_winograd(self, height: int, width: int) -> bool:
         """Whether an (height, width) input goes through F(4x4, 2x2): >= MIN_TILES tiles of (H + 1) x (W + 1)."""
         return -(-(height + 1) // TILE) * -(-(width + 1) // TILE) >= MIN_TILES
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _transformed(self) -> _Valid2x2:
+        weight = self.layer.weight  # (c, k, 4, 4) -> (4k, c, 2, 2), output channels ordered (a, b, k)
+        c, k = weight.shape[:2]
+        phases = torch.empty(2, 2, k, c, 2, 2, dtype=weight.dtype, device=weight.device)
+        for a in range(2):
+            for b in range(2):
+                for s in range(2):
+                    for t in range(2):
+                        phases[a, b, :, :, s, t] = weight[:, :, 3 - a - 2 * s, 3 - b - 2 * t].t()
+        bias = None if self.layer.bias is None else self.layer.bias.detach().repeat(4)
+        return _Valid2x2(phases.reshape(4 * k, c, 2, 2), bias)
+
+    def _winograd(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        if not self.uses_winograd(h, w):
-            return self.up(x)
-        if self._valid is None:
-            weight = self.up.weight  # (c, k, 4, 4) -> (4k, c, 2, 2), output channels ordered (a, b, k)
-            k = weight.shape[1]
-            phases = torch.empty(2, 2, k, c, 2, 2, dtype=weight.dtype, device=weight.device)
-            for a in range(2):
-                for b in range(2):
-                    for s in range(2):
-                        for t in range(2):
-                            phases[a, b, :, :, s, t] = weight[:, :, 3 - a - 2 * s, 3 - b - 2 * t].t()
-            bias = None if self.up.bias is None else self.up.bias.detach().repeat(4)
-            self._valid = _Valid2x2(phases.reshape(4 * k, c, 2, 2), bias)
         k = self._valid.out_channels // 4
         y = self._valid(F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous())  # (n, h + 1, w + 1, 4k)
         y = y.view(n, h + 1, w + 1, 2, 2, k)
         out = x.new_empty((n, h, 2, w, 2, k))
         for a in range(2):
             for b in range(2):
-                out[:, :, a, :, b] = y[:, a:a + h, b:b + w, a, b]
+                out[:, :, a, :, b] = y[:, a:a + h, b:b + w, a, b]  # phase (a, b) of pixel (i, j) sits at (i+a, j+b)
         return out.view(n, 2 * h, 2 * w, k).permute(0, 3, 1, 2)
 
 
