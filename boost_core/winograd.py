@@ -85,7 +85,7 @@ class WinogradConv2d(nn.Module):
         self.conv = conv  # the direct path, for maps too small to gain (see :meth:`uses_winograd`)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.u: torch.Tensor | None = None  # (36, C_in, C_out) transformed weights, built at the first Winograd call
-        self.bias: torch.Tensor | None = None  # (36, 1, C_out): the conv bias at BIAS_COEFFICIENT, else zeros
+        self.bias: torch.Tensor | None = None  # (36, 1, C_out): zeros but the bias at BIAS_COEFFICIENT; None if no bias
         self.b_kron: torch.Tensor | None = None  # (36, 36) kron(B^T, B^T)
         self.a_kron: torch.Tensor | None = None  # (16, 36) kron(A^T, A^T)
 
