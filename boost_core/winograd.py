@@ -62,6 +62,29 @@ A_T = np.array([[1, 1, 1, 1, 1, 0],
 BIAS_COEFFICIENT = 1 * ALPHA + 1  # transform index (1, 1): column 1 of A^T is all ones
 
 
+def transformed_weights(weight: torch.Tensor, bias: torch.Tensor | None, g: np.ndarray, b_t: np.ndarray,
+                        a_t: np.ndarray, bias_coefficient: int):
+    """The constant tensors of a Winograd convolution F(m x m, r x r), in ``weight``'s dtype and device.
+
+    weight (k, c, r, r), bias (k,) or None; g (a, r), b_t (a, a), a_t (m, a) the Toom-Cook matrices (a = m + r - 1).
+    Returns u (a*a, c, k) = G w G^T computed in float64; the bias as (a*a, 1, k), zeros but the bias at
+    ``bias_coefficient`` (a transform coefficient whose A^T column is all ones), or None; kron(B^T, B^T) (a*a, a*a)
+    and kron(A^T, A^T) (m*m, a*a).
+    """
+    dtype, device = weight.dtype, weight.device
+    k, c, alpha = weight.shape[0], weight.shape[1], g.shape[0]
+    gt = torch.from_numpy(g)
+    u = gt @ weight.detach().double().cpu() @ gt.t()  # (k, c, a, a)
+    u = u.permute(2, 3, 1, 0).reshape(alpha * alpha, c, k).to(device, dtype).contiguous()
+    bias_tensor = None
+    if bias is not None:
+        bias_tensor = torch.zeros(alpha * alpha, 1, k, dtype=dtype, device=device)
+        bias_tensor[bias_coefficient, 0] = bias.detach()
+    b_kron = torch.from_numpy(np.kron(b_t, b_t)).to(device, dtype)
+    a_kron = torch.from_numpy(np.kron(a_t, a_t)).to(device, dtype)
+    return u, bias_tensor, b_kron, a_kron
+
+
 def qualifies(conv: nn.Module) -> bool:
     """Whether ``conv`` is a plain 3x3 'same' convolution this module computes faster (see the module doc)."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
@@ -104,18 +127,8 @@ class WinogradConv2d(nn.Module):
 
     def _prepare(self) -> None:
         """Transformed weights, in float64 then the conv's dtype (once; ~4x the memory of the direct weights)."""
-        weight = self.conv.weight.detach()
-        dtype, device = weight.dtype, weight.device
-        g = torch.from_numpy(G)
-        u = g @ weight.double().cpu() @ g.t()  # G w G^T per (C_out, C_in): (C_out, C_in, 6, 6) in float64
-        u = u.permute(2, 3, 1, 0)  # (6, 6, C_in, C_out)
-        self.u = u.reshape(ALPHA * ALPHA, self.in_channels, self.out_channels).to(device, dtype).contiguous()
-        if self.conv.bias is not None:
-            bias = torch.zeros(ALPHA * ALPHA, 1, self.out_channels, dtype=dtype, device=device)
-            bias[BIAS_COEFFICIENT, 0] = self.conv.bias.detach()
-            self.bias = bias
-        self.b_kron = torch.from_numpy(np.kron(B_T, B_T)).to(device, dtype)
-        self.a_kron = torch.from_numpy(np.kron(A_T, A_T)).to(device, dtype)
+        self.u, self.bias, self.b_kron, self.a_kron = transformed_weights(self.conv.weight, self.conv.bias, G, B_T,
+                                                                           A_T, BIAS_COEFFICIENT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -169,4 +182,4 @@ def replace_convolutions(model: nn.Module) -> int:
     return swapped
 
 
-__all__ = ["WinogradConv2d", "qualifies", "replace_convolutions"]
+__all__ = ["WinogradConv2d", "qualifies", "replace_convolutions", "transformed_weights"]

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .winograd import transformed_weights
+
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 1  # input tile side (m + r - 1)
 MIN_TILES = 64  # 4x4 output tiles of the 2x2 convolution a map needs (32² output pixels)
@@ -77,18 +79,9 @@ class _Valid2x2:
     """A 'valid' 2x2 convolution by F(4x4, 2x2), weights transformed once. Weight: (k, c, 2, 2); bias: (k,) or None."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
-        dtype, device = weight.dtype, weight.device
-        g = torch.from_numpy(G)
-        u = g @ weight.detach().double().cpu() @ g.t()  # (k, c, 5, 5) in float64
         self.in_channels, self.out_channels = weight.shape[1], weight.shape[0]
-        self.u = u.permute(2, 3, 1, 0).reshape(ALPHA * ALPHA, self.in_channels, self.out_channels)
-        self.u = self.u.to(device, dtype).contiguous()  # (25, c, k)
-        self.bias = None
-        if bias is not None:
-            self.bias = torch.zeros(ALPHA * ALPHA, 1, self.out_channels, dtype=dtype, device=device)
-            self.bias[BIAS_COEFFICIENT, 0] = bias.detach()
-        self.b_kron = torch.from_numpy(np.kron(B_T, B_T)).to(device, dtype)  # (25, 25)
-        self.a_kron = torch.from_numpy(np.kron(A_T, A_T)).to(device, dtype)  # (16, 25)
+        # u (25, c, k), bias (25, 1, k) or None, kron(B^T, B^T) (25, 25), kron(A^T, A^T) (16, 25)
+        self.u, self.bias, self.b_kron, self.a_kron = transformed_weights(weight, bias, G, B_T, A_T, BIAS_COEFFICIENT)
 
     def __call__(self, nhwc: torch.Tensor) -> torch.Tensor:
         """(n, H, W, c) contiguous -> (n, H - 1, W - 1, k) contiguous."""
