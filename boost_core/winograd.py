@@ -9,16 +9,17 @@ dense 3x3 convolutions with 128-2048 channels, which oneDNN already runs at this
     Y = A^T M A   (output transform to the 4x4 output tile; one GEMM with kron(A^T, A^T))
 
 with Lavin & Gray's matrices for the interpolation points 0, +-1, +-2, infinity (CVPR 2016). The bias is added
-inside the batched GEMM, to the transform coefficient (1, 1) that A^T M A spreads with weight 1 over every output
-of a tile, so it costs nothing. Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for the direct
+while the output tiles are copied into place (adding it to M inside the batched GEMM cost a copy of M: ~15% of a
+layer). Rounding: max error ~1e-5 of a layer's output range vs ~2e-6 for the direct
 convolution (float64 reference); whole forwards stay within ~4e-6 of the direct ones, well inside the parity
 goldens' tolerance (max 1e-4 of the map).
 
 The transformed weights are 4x the direct ones and every call reads them, and the transforms move 2.25x the
 activations through memory, so Winograd only pays on wide layers over large maps. Measured on this project's CPU
 (NHWC, 2 threads, direct -> Winograd): 256->256 channels at 192² 263 -> 146 ms, at 72² 32 -> 21 ms, at 36² 8 -> 10 ms;
-1024->256 at 72² 163 -> 101 ms, at 48² even; 2048->256 at 36² 74 -> 152 ms; with fewer output channels the transforms
-dominate (256->128 at 384²: even; 128->32 at 768²: 1.6x slower). Hence :func:`qualifies`' channel floors and the
+1024->256 at 72² 163 -> 101 ms, at 48² even; 2048->256 at 36² 74 -> 152 ms; 256->128 at 96² 55 -> 33 ms, at 384²
+561 -> 414 ms; with fewer channels the transforms dominate (128->128 at 384²: 252 -> 232 ms, about even; 128->32 at
+768²: 278 -> 585 ms). Hence :func:`qualifies`' channel floors and the
 per-call choice of :meth:`WinogradConv2d.uses_winograd` (enough tiles, the direct convolution otherwise); the
 transformed weights are built at a layer's first Winograd call only. Whole forwards, same process, interleaved:
 MiDaS v2 -12% at 384², -16% at 768² and 1152²; LeReS -11% / -15% at 448² / 896²; SGR -13% / -26%.
@@ -37,7 +38,8 @@ from torch import nn
 
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 2  # input tile side (m + r - 1)
-MIN_IN_CHANNELS, MIN_OUT_CHANNELS = 128, 256  # with fewer channels the transforms cost about what they save
+MIN_CHANNELS = 128  # in and out: with fewer channels the transforms cost about what they save ...
+MIN_CHANNEL_PRODUCT = 128 * 256  # ... and in x out at least this (256->128 gains, 128->128 is even)
 MIN_TILES = 256  # 4x4 output tiles a map needs before Winograd pays (64² px); see WinogradConv2d.uses_winograd
 TILES_PER_IN_CHANNEL = 0.25  # ... and per input channel (the transformed weights grow with C_in)
 BAND_BYTES = 64 * 2**20  # bytes of one transformed band (V or M), bounds the extra memory of a forward
@@ -59,38 +61,38 @@ A_T = np.array([[1, 1, 1, 1, 1, 0],
                 [0, 1, -1, 2, -2, 0],
                 [0, 1, 1, 4, 4, 0],
                 [0, 1, -1, 8, -8, 1]], dtype=np.float64)
-BIAS_COEFFICIENT = 1 * ALPHA + 1  # transform index (1, 1): column 1 of A^T is all ones
 
 
-def transformed_weights(weight: torch.Tensor, bias: torch.Tensor | None, g: np.ndarray, b_t: np.ndarray,
-                        a_t: np.ndarray, bias_coefficient: int):
+def transformed_weights(weight: torch.Tensor, g: np.ndarray, b_t: np.ndarray, a_t: np.ndarray):
     """The constant tensors of a Winograd convolution F(m x m, r x r), in ``weight``'s dtype and device.
 
-    weight (k, c, r, r), bias (k,) or None; g (a, r), b_t (a, a), a_t (m, a) the Toom-Cook matrices (a = m + r - 1).
-    Returns u (a*a, c, k) = G w G^T computed in float64; the bias as (a*a, 1, k), zeros but the bias at
-    ``bias_coefficient`` (a transform coefficient whose A^T column is all ones), or None; kron(B^T, B^T) (a*a, a*a)
-    and kron(A^T, A^T) (m*m, a*a).
+    weight (k, c, r, r); g (a, r), b_t (a, a), a_t (m, a) the Toom-Cook matrices (a = m + r - 1).
+    Returns u (a*a, c, k) = G w G^T computed in float64, kron(B^T, B^T) (a*a, a*a) and kron(A^T, A^T) (m*m, a*a).
     """
     dtype, device = weight.dtype, weight.device
     k, c, alpha = weight.shape[0], weight.shape[1], g.shape[0]
     gt = torch.from_numpy(g)
     u = gt @ weight.detach().double().cpu() @ gt.t()  # (k, c, a, a)
     u = u.permute(2, 3, 1, 0).reshape(alpha * alpha, c, k).to(device, dtype).contiguous()
-    bias_tensor = None
-    if bias is not None:
-        bias_tensor = torch.zeros(alpha * alpha, 1, k, dtype=dtype, device=device)
-        bias_tensor[bias_coefficient, 0] = bias.detach()
     b_kron = torch.from_numpy(np.kron(b_t, b_t)).to(device, dtype)
     a_kron = torch.from_numpy(np.kron(a_t, a_t)).to(device, dtype)
-    return u, bias_tensor, b_kron, a_kron
+    return u, b_kron, a_kron
+
+
+def place_tiles(tiles: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """``target = tiles (+ bias)`` in one pass; both (..., k) of the same shape, any strides; bias (k,) or None."""
+    if bias is None:
+        target.copy_(tiles)
+    else:
+        torch.add(tiles, bias.detach(), out=target)
 
 
 def qualifies(conv: nn.Module) -> bool:
     """Whether ``conv`` is a plain 3x3 'same' convolution this module computes faster (see the module doc)."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
-            and conv.padding_mode == "zeros" and conv.in_channels >= MIN_IN_CHANNELS
-            and conv.out_channels >= MIN_OUT_CHANNELS)
+            and conv.padding_mode == "zeros" and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
+            and conv.in_channels * conv.out_channels >= MIN_CHANNEL_PRODUCT)
 
 
 class WinogradConv2d(nn.Module):
@@ -103,12 +105,11 @@ class WinogradConv2d(nn.Module):
     def __init__(self, conv: nn.Conv2d):
         super().__init__()
         if not qualifies(conv):
-            raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution with >= {MIN_IN_CHANNELS} input and "
-                             f">= {MIN_OUT_CHANNELS} output channels: {conv}")
+            raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution with >= {MIN_CHANNELS} input and output "
+                             f"channels, >= {MIN_CHANNEL_PRODUCT} in x out: {conv}")
         self.conv = conv  # the direct path, for maps too small to gain (see :meth:`uses_winograd`)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.u: torch.Tensor | None = None  # (36, C_in, C_out) transformed weights, built at the first Winograd call
-        self.bias: torch.Tensor | None = None  # (36, 1, C_out): zeros but the bias at BIAS_COEFFICIENT; None if no bias
         self.b_kron: torch.Tensor | None = None  # (36, 36) kron(B^T, B^T)
         self.a_kron: torch.Tensor | None = None  # (16, 36) kron(A^T, A^T)
 
@@ -127,8 +128,7 @@ class WinogradConv2d(nn.Module):
 
     def _prepare(self) -> None:
         """Transformed weights, in float64 then the conv's dtype (once; ~4x the memory of the direct weights)."""
-        self.u, self.bias, self.b_kron, self.a_kron = transformed_weights(self.conv.weight, self.conv.bias, G, B_T,
-                                                                           A_T, BIAS_COEFFICIENT)
+        self.u, self.b_kron, self.a_kron = transformed_weights(self.conv.weight, G, B_T, A_T)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -161,14 +161,15 @@ class WinogradConv2d(nn.Module):
         tiles = slab.unfold(1, ALPHA, TILE).unfold(2, ALPHA, TILE)  # (n, rows, tiles_w, c, 6, 6), a view
         d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(ALPHA * ALPHA, -1)  # (36, n*rows*tiles_w*c), a copy
         v = (self.b_kron @ d).view(ALPHA * ALPHA, -1, c)  # (36, P, c)
-        m = torch.bmm(v, self.u) if self.bias is None else torch.baddbmm(self.bias, v, self.u)  # (36, P, k)
+        m = torch.bmm(v, self.u)  # (36, P, k)
         y = (self.a_kron @ m.view(ALPHA * ALPHA, -1)).view(TILE, TILE, n, rows, tiles_w, k)
         y = y.permute(2, 3, 0, 4, 1, 5)  # (n, rows, 4, tiles_w, 4, k), a view
         bottom = min(top + rows * TILE, h)
         if bottom - top == rows * TILE and w == tiles_w * TILE:  # whole tiles: one copy straight into place
-            out[:, top:bottom].view(n, rows, TILE, tiles_w, TILE, k).copy_(y)
+            place_tiles(y, out[:, top:bottom].view(n, rows, TILE, tiles_w, TILE, k), self.conv.bias)
         else:
-            out[:, top:bottom] = y.reshape(n, rows * TILE, tiles_w * TILE, k)[:, :bottom - top, :w]
+            place_tiles(y.reshape(n, rows * TILE, tiles_w * TILE, k)[:, :bottom - top, :w], out[:, top:bottom],
+                        self.conv.bias)
 
 
 def replace_convolutions(model: nn.Module) -> int:

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .winograd import transformed_weights
+from .winograd import place_tiles, transformed_weights
 
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 1  # input tile side (m + r - 1)
@@ -57,7 +57,6 @@ A_T = np.array([[1, 1, 1, 1, 0],
                 [0, 1, -1, 0.5, 0],
                 [0, 1, 1, 0.25, 0],
                 [0, 1, -1, 0.125, 1]], dtype=np.float64)
-BIAS_COEFFICIENT = 1 * ALPHA + 1  # transform index (1, 1): column 1 of A^T (the point 1) is all ones
 
 
 def _qualifies(layer: nn.Module, kind: type) -> bool:
@@ -80,8 +79,9 @@ class _Valid2x2:
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         self.in_channels, self.out_channels = weight.shape[1], weight.shape[0]
-        # u (25, c, k), bias (25, 1, k) or None, kron(B^T, B^T) (25, 25), kron(A^T, A^T) (16, 25)
-        self.u, self.bias, self.b_kron, self.a_kron = transformed_weights(weight, bias, G, B_T, A_T, BIAS_COEFFICIENT)
+        # u (25, c, k), kron(B^T, B^T) (25, 25), kron(A^T, A^T) (16, 25); the bias is added while placing the tiles
+        self.u, self.b_kron, self.a_kron = transformed_weights(weight, G, B_T, A_T)
+        self.bias = None if bias is None else bias.detach()
 
     def __call__(self, nhwc: torch.Tensor) -> torch.Tensor:
         """(n, H, W, c) contiguous -> (n, H - 1, W - 1, k) contiguous."""
@@ -103,11 +103,15 @@ class _Valid2x2:
             tiles = slab.unfold(1, ALPHA, TILE).unfold(2, ALPHA, TILE)  # (n, rows, tiles_w, c, 5, 5), a view
             d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(ALPHA * ALPHA, -1)  # (25, n*rows*tiles_w*c), a copy
             v = (self.b_kron @ d).view(ALPHA * ALPHA, -1, c)  # (25, P, c)
-            m = torch.bmm(v, self.u) if self.bias is None else torch.baddbmm(self.bias, v, self.u)  # (25, P, k)
+            m = torch.bmm(v, self.u)  # (25, P, k)
             y = (self.a_kron @ m.view(ALPHA * ALPHA, -1)).view(TILE, TILE, n, rows, tiles_w, k)
-            y = y.permute(2, 3, 0, 4, 1, 5).reshape(n, rows * TILE, tiles_w * TILE, k)
+            y = y.permute(2, 3, 0, 4, 1, 5)  # (n, rows, 4, tiles_w, 4, k), a view
             bottom = min(top + rows * TILE, out_h)
-            out[:, top:bottom] = y[:, :bottom - top, :out_w]
+            if bottom - top == rows * TILE and out_w == tiles_w * TILE:  # whole tiles: one pass straight into place
+                place_tiles(y, out[:, top:bottom].view(n, rows, TILE, tiles_w, TILE, k), self.bias)
+            else:
+                place_tiles(y.reshape(n, rows * TILE, tiles_w * TILE, k)[:, :bottom - top, :out_w], out[:, top:bottom],
+                            self.bias)
         return out
 
 

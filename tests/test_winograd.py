@@ -62,10 +62,12 @@ def test_small_maps_take_the_direct_convolution():
 
 def test_only_plain_wide_3x3_convolutions_qualify():
     assert winograd.qualifies(torch.nn.Conv2d(128, 256, 3, padding=1))
+    assert winograd.qualifies(torch.nn.Conv2d(256, 128, 3, padding=1))  # the MiDaS / LeReS / SGR heads' first conv
     for conv in (torch.nn.Conv2d(256, 256, 3, padding=1, stride=2), torch.nn.Conv2d(256, 256, 3, padding=1, groups=32),
                  torch.nn.Conv2d(256, 256, 1), torch.nn.Conv2d(256, 256, 3), torch.nn.Conv2d(256, 256, 3, padding=2,
                                                                                            dilation=2),
-                 torch.nn.Conv2d(256, 128, 3, padding=1), torch.nn.Conv2d(64, 256, 3, padding=1),
+                 torch.nn.Conv2d(128, 128, 3, padding=1), torch.nn.Conv2d(64, 256, 3, padding=1),
+                 torch.nn.Conv2d(256, 64, 3, padding=1),
                  torch.nn.Conv2d(256, 256, 3, padding=1, padding_mode="reflect"),
                  torch.nn.ConvTranspose2d(256, 256, 3, padding=1)):
         assert not winograd.qualifies(conv), conv
@@ -85,7 +87,7 @@ def test_replaces_the_midas_decoder_convolutions(checkpoints, monkeypatch):
         swapped = winograd.replace_convolutions(model)
         got = model(x)
     # layer1_rn..layer4_rn (4) + 2 residual units x 2 convs in each of refinenet1..4 (16; refinenet4's first unit is
-    # built but unused, as in the official model); the 256->128 output conv stays direct (too few out channels)
-    assert swapped == 20
+    # built but unused, as in the official model) + the head's 256->128; its 128->32 stays direct (too few channels)
+    assert swapped == 21
     assert sum(isinstance(m, winograd.WinogradConv2d) for m in model.modules()) == swapped
     assert float((got - expected).abs().max() / (expected.max() - expected.min())) < 1e-4
