@@ -178,7 +178,7 @@ def forward_section(args, base_path, merge_path, rows):
     from boost_core.allocator import reuse_freed_memory
     from boost_core.networks import registry
 
-    keep_heap = {"reuse_freed_memory": False, "winograd": False}
+    keep_heap = {"reuse_freed_memory": False, "winograd": False, "layer_rewrites": False}
     variants = {  # the heap setting is process-wide and one-way: every variant here runs without it
         "plain": acceleration.PLAIN,
         "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False, **keep_heap),

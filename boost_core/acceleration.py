@@ -13,12 +13,17 @@ by the parity goldens in ``tests/``):
 * ``channels_last``: "auto" (default) uses NHWC for the convolutional networks, where oneDNN measured faster
   on CPU (merge net at 1024²: -26% CPU time; MiDaS v2 with folded BatchNorm: -6% at 384², -11% at 768²), and
   keeps NCHW for the transformer networks (not measured). True / False force it for every network.
-* ``winograd``: "auto" (default) computes the dense 3x3 convolutions with >= 128 in / >= 256 out channels of the
-  channels-last networks on CPU by Winograd F(4x4, 3x3) wherever the map is large enough to gain
+* ``winograd``: "auto" (default) computes the dense 3x3 convolutions with >= 128 in and out channels (in x out
+  >= 128 x 256) of the channels-last networks on CPU by Winograd F(4x4, 3x3) wherever the map is large enough to gain
   (``boost_core.winograd``: 4x fewer multiplies; whole MiDaS v2 forwards -12% at 384², -16% at 768²; LeReS and SGR
   similar or better; output within ~4e-6 of the direct convolutions), and the merge net's wide 4x4 stride-2
   (up-)convolutions by F(4x4, 2x2) (``boost_core.winograd_stride2``: 2.56x fewer multiplies; merge net -19% at
   1024²); True forces both for every network, False keeps every convolution direct.
+* ``layer_rewrites``: "auto" (default) computes two layer patterns of the channels-last networks on CPU in an
+  equivalent, faster form (same multiplies, float32 rounding only): 4x4 stride-2 up-convolutions with <= 4 output
+  channels as one GEMM and an overlap-add (``boost_core.upconv_gemm``: the merge net's last layer, 128 -> 1 at 512²,
+  82 -> 26 ms), and a bilinear x2 upsampling followed by a 3x3 convolution as one four-phase 3x3 convolution at the
+  input's size (``boost_core.upsample_conv``: MiDaS v2's head). True forces them, False keeps the original layers.
 * ``threads``: torch intra-op threads (None: leave torch's setting alone).
 * ``reuse_freed_memory`` (on): glibc keeps freed activation memory for the next layer instead of unmapping it
   (``boost_core.allocator``; process-wide; merge net -25..35%, MiDaS 768² -20..25% on this project's CPU).
@@ -50,6 +55,7 @@ class Acceleration:
     fold_batchnorm: bool = True
     channels_last: bool | Literal["auto"] = "auto"
     winograd: bool | Literal["auto"] = "auto"
+    layer_rewrites: bool | Literal["auto"] = "auto"
     threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     reuse_freed_memory: bool = True
@@ -57,7 +63,7 @@ class Acceleration:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        for name in ("channels_last", "winograd"):
+        for name in ("channels_last", "winograd", "layer_rewrites"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be True, False or 'auto', got {getattr(self, name)!r}")
         if self.threads is not None and self.threads < 1:
@@ -70,7 +76,8 @@ class Acceleration:
 
 
 #: no optimisation at all (the reference's way of running the networks): the benchmarks' baseline
-PLAIN = Acceleration(fold_batchnorm=False, channels_last=False, winograd=False, reuse_freed_memory=False)
+PLAIN = Acceleration(fold_batchnorm=False, channels_last=False, winograd=False, layer_rewrites=False,
+                     reuse_freed_memory=False)
 
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -179,6 +186,11 @@ def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device:
 
         winograd.replace_convolutions(model)  # wide 3x3 convolutions: F(4x4, 3x3)
         winograd_stride2.replace_layers(model)  # wide 4x4 stride-2 (up-)convolutions: F(4x4, 2x2)
+    if options.layer_rewrites is True or (options.layer_rewrites == "auto" and channels_last and on_cpu):
+        from . import upconv_gemm, upsample_conv
+
+        upconv_gemm.replace_layers(model)  # narrow 4x4 stride-2 up-convolutions: GEMM + overlap-add
+        upsample_conv.replace_pairs(model)  # bilinear x2 + 3x3 convolution: four phases at the input's size
     if channels_last:
         model = ChannelsLast(model)
     model.eval()

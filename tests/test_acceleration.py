@@ -96,16 +96,23 @@ def test_batch_size_respects_the_budget():
 
 
 def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
-    from boost_core import winograd, winograd_stride2
+    from boost_core import upconv_gemm, upsample_conv, winograd, winograd_stride2
 
     options = acceleration.Acceleration()  # the defaults: channels-last and Winograd "auto"
     assert acceleration.wants_channels_last(networks.base_model, options)  # MiDaS v2: ResNeXt blocks, no ResNet
     assert acceleration.wants_channels_last(networks.merge_model, options)
     fast = acceleration.accelerate(copy.deepcopy(networks.base_model), options)
     assert sum(isinstance(m, winograd.WinogradConv2d) for m in fast.modules()) == 21  # all but the head's 128->32
+    assert sum(isinstance(m, upsample_conv.UpsampledConv2d) for m in fast.modules()) == 1  # ... which has its phases
     merge = acceleration.accelerate(copy.deepcopy(networks.merge_model), options)
     assert not any(isinstance(m, winograd.WinogradConv2d) for m in merge.modules())  # no 3x3 convolution
     assert any(isinstance(m, winograd_stride2.WinogradStride2ConvTranspose2d) for m in merge.modules())
+    assert sum(isinstance(m, upconv_gemm.GemmConvTranspose2d) for m in merge.modules()) == 1  # the last, 128 -> 1
     for off in (acceleration.PLAIN, acceleration.Acceleration(winograd=False)):
         model = acceleration.accelerate(copy.deepcopy(networks.base_model), off)
         assert not any(isinstance(m, winograd.WinogradConv2d) for m in model.modules())
+    for off in (acceleration.PLAIN, acceleration.Acceleration(layer_rewrites=False)):
+        model = acceleration.accelerate(copy.deepcopy(networks.merge_model), off)
+        assert not any(isinstance(m, upconv_gemm.GemmConvTranspose2d) for m in model.modules())
+        base = acceleration.accelerate(copy.deepcopy(networks.base_model), off)
+        assert not any(isinstance(m, upsample_conv.UpsampledConv2d) for m in base.modules())

@@ -50,13 +50,15 @@ class UnetBlock(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations in place where they act on a tensor this net just made (every one but the input's)."""
         m = self.model
         if self.outermost:
-            return torch.tanh(m[3](F.relu(m[1](m[0](x)))))
-        h = F.leaky_relu(x, 0.2)
+            return torch.tanh_(m[3](F.relu_(m[1](m[0](x)))))
+        # x is the parent's down-convolution output, used nowhere else: in place, as in the reference
+        h = F.leaky_relu_(x, 0.2)
         if self.innermost:
-            return torch.cat([h, m[3](F.relu(m[1](h)))], 1)
-        return torch.cat([h, m[5](F.relu(m[3](m[1](h))))], 1)
+            return torch.cat([h, m[3](F.relu_(m[1](h)))], 1)
+        return torch.cat([h, m[5](F.relu_(m[3](m[1](h))))], 1)
 
 
 class UnetGenerator(nn.Module):
