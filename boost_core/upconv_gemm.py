@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layer_swap import swap_layers
+
 MAX_OUT_CHANNELS = 4  # wider up-convolutions vectorise well in oneDNN already
 # per output parity: (row offset into the 1-padded tap planes, kernel row) of the two taps that reach it
 PARITY_TAPS = {0: ((1, 1), (0, 3)), 1: ((1, 2), (2, 0))}
@@ -76,13 +78,7 @@ class GemmConvTranspose2d(nn.Module):
 
 def replace_layers(model: nn.Module) -> int:
     """Swap every qualifying up-convolution of ``model`` for a :class:`GemmConvTranspose2d`, in place; the count."""
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent._modules.items()):
-            if child is not None and qualifies(child):
-                parent._modules[name] = GemmConvTranspose2d(child)
-                swapped += 1
-    return swapped
+    return swap_layers(model, qualifies, GemmConvTranspose2d)
 
 
 __all__ = ["GemmConvTranspose2d", "qualifies", "replace_layers"]

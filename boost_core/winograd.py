@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .layer_swap import swap_layers
+
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 2  # input tile side (m + r - 1)
 MIN_CHANNELS = 128  # in and out: with fewer channels the transforms cost about what they save ...
@@ -174,13 +176,7 @@ class WinogradConv2d(nn.Module):
 
 def replace_convolutions(model: nn.Module) -> int:
     """Swap every qualifying Conv2d of ``model`` for a :class:`WinogradConv2d`, in place; returns the count."""
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent._modules.items()):
-            if child is not None and qualifies(child):
-                parent._modules[name] = WinogradConv2d(child)
-                swapped += 1
-    return swapped
+    return swap_layers(model, qualifies, WinogradConv2d)
 
 
 __all__ = ["WinogradConv2d", "qualifies", "replace_convolutions", "transformed_weights"]

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layer_swap import swap_layers
 from .winograd import place_tiles, transformed_weights
 
 TILE = 4  # output tile side (m)
@@ -209,14 +210,10 @@ class WinogradStride2ConvTranspose2d(_Stride2Layer):
 def replace_layers(model: nn.Module) -> int:
     """Swap every qualifying (transposed) convolution of ``model`` for its Winograd form, in place; returns the count.
     """
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent._modules.items()):
-            if child is not None and qualifies(child):
-                cls = WinogradStride2Conv2d if type(child) is nn.Conv2d else WinogradStride2ConvTranspose2d
-                parent._modules[name] = cls(child)
-                swapped += 1
-    return swapped
+    def winograd_form(layer: nn.Module) -> nn.Module:
+        return (WinogradStride2Conv2d if type(layer) is nn.Conv2d else WinogradStride2ConvTranspose2d)(layer)
+
+    return swap_layers(model, qualifies, winograd_form)
 
 
 __all__ = ["WinogradStride2Conv2d", "WinogradStride2ConvTranspose2d", "qualifies", "replace_layers"]
