@@ -81,12 +81,37 @@ def transformed_weights(weight: torch.Tensor, g: np.ndarray, b_t: np.ndarray, a_
     return u, b_kron, a_kron
 
 
-def place_tiles(tiles: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None) -> None:
+def _place(tiles: torch.Tensor, target: torch.Tensor, bias: torch.Tensor | None) -> None:
     """``target = tiles (+ bias)`` in one pass; both (..., k) of the same shape, any strides; bias (k,) or None."""
     if bias is None:
         target.copy_(tiles)
     else:
         torch.add(tiles, bias.detach(), out=target)
+
+
+def convolve_tiles(slab: torch.Tensor, tile: int, u: torch.Tensor, b_kron: torch.Tensor, a_kron: torch.Tensor,
+                   target: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """One band of a Winograd convolution F(m x m, r x r) (m = ``tile``, a = m + r - 1 = sqrt(u.shape[0])).
+
+    slab (n, rows*m + a - m, cols*m + a - m, c): the band's input, padded as the convolution needs (a 'valid'
+    convolution of it gives rows*m x cols*m outputs); u (a*a, c, k), b_kron (a*a, a*a), a_kron (m*m, a*a) from
+    :func:`transformed_weights`. Writes the outputs plus ``bias`` (k,) into ``target`` (n, <= rows*m, <= cols*m, k),
+    any strides: the top-left part of the band when the map ends inside its last tiles.
+    """
+    n, c, k = slab.shape[0], slab.shape[-1], u.shape[-1]
+    alpha = round(u.shape[0] ** 0.5)
+    tiles = slab.unfold(1, alpha, tile).unfold(2, alpha, tile)  # (n, rows, cols, c, a, a), a view
+    rows, cols = tiles.shape[1:3]
+    d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(alpha * alpha, -1)  # (a*a, n*rows*cols*c), a copy
+    v = (b_kron @ d).view(alpha * alpha, -1, c)  # (a*a, P, c)
+    m = torch.bmm(v, u)  # (a*a, P, k)
+    y = (a_kron @ m.view(alpha * alpha, -1)).view(tile, tile, n, rows, cols, k)
+    y = y.permute(2, 3, 0, 4, 1, 5)  # (n, rows, m, cols, m, k), a view
+    height, width = target.shape[1:3]
+    if height == rows * tile and width == cols * tile:  # whole tiles: one pass straight into place
+        _place(y, target.view(n, rows, tile, cols, tile, k), bias)
+    else:
+        _place(y.reshape(n, rows * tile, cols * tile, k)[:, :height, :width], target, bias)
 
 
 def qualifies(conv: nn.Module) -> bool:
@@ -151,7 +176,6 @@ class WinogradConv2d(nn.Module):
     def _band(self, nhwc: torch.Tensor, out: torch.Tensor, top: int, rows: int, tiles_w: int) -> None:
         """Output rows [top, top + 4 rows) of every column, from input rows [top - 1, top + 4 rows + 1)."""
         n, h, w, c = nhwc.shape
-        k = self.out_channels
         slab = nhwc.new_empty((n, rows * TILE + 2, tiles_w * TILE + 2, c))
         src_top, src_bottom = max(top - 1, 0), min(top + rows * TILE + 1, h)
         first, last = src_top - (top - 1), src_bottom - (top - 1)  # slab rows holding image rows
@@ -160,18 +184,7 @@ class WinogradConv2d(nn.Module):
         slab[:, :, 0].zero_()
         slab[:, :, w + 1:].zero_()
         slab[:, first:last, 1:w + 1] = nhwc[:, src_top:src_bottom]
-        tiles = slab.unfold(1, ALPHA, TILE).unfold(2, ALPHA, TILE)  # (n, rows, tiles_w, c, 6, 6), a view
-        d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(ALPHA * ALPHA, -1)  # (36, n*rows*tiles_w*c), a copy
-        v = (self.b_kron @ d).view(ALPHA * ALPHA, -1, c)  # (36, P, c)
-        m = torch.bmm(v, self.u)  # (36, P, k)
-        y = (self.a_kron @ m.view(ALPHA * ALPHA, -1)).view(TILE, TILE, n, rows, tiles_w, k)
-        y = y.permute(2, 3, 0, 4, 1, 5)  # (n, rows, 4, tiles_w, 4, k), a view
-        bottom = min(top + rows * TILE, h)
-        if bottom - top == rows * TILE and w == tiles_w * TILE:  # whole tiles: one copy straight into place
-            place_tiles(y, out[:, top:bottom].view(n, rows, TILE, tiles_w, TILE, k), self.conv.bias)
-        else:
-            place_tiles(y.reshape(n, rows * TILE, tiles_w * TILE, k)[:, :bottom - top, :w], out[:, top:bottom],
-                        self.conv.bias)
+        convolve_tiles(slab, TILE, self.u, self.b_kron, self.a_kron, out[:, top:top + rows * TILE], self.conv.bias)
 
 
 def replace_convolutions(model: nn.Module) -> int:
@@ -179,4 +192,4 @@ def replace_convolutions(model: nn.Module) -> int:
     return swap_layers(model, qualifies, WinogradConv2d)
 
 
-__all__ = ["WinogradConv2d", "qualifies", "replace_convolutions", "transformed_weights"]
+__all__ = ["WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions", "transformed_weights"]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer_swap import swap_layers
-from .winograd import place_tiles, transformed_weights
+from .winograd import convolve_tiles, transformed_weights
 
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 1  # input tile side (m + r - 1)
@@ -101,18 +101,7 @@ class _Valid2x2:
             slab[:, bottom_in - top:].zero_()  # tail tiles past the last row / column read zeros
             slab[:, :, w:].zero_()
             slab[:, :bottom_in - top, :w] = nhwc[:, top:bottom_in]
-            tiles = slab.unfold(1, ALPHA, TILE).unfold(2, ALPHA, TILE)  # (n, rows, tiles_w, c, 5, 5), a view
-            d = tiles.permute(4, 5, 0, 1, 2, 3).reshape(ALPHA * ALPHA, -1)  # (25, n*rows*tiles_w*c), a copy
-            v = (self.b_kron @ d).view(ALPHA * ALPHA, -1, c)  # (25, P, c)
-            m = torch.bmm(v, self.u)  # (25, P, k)
-            y = (self.a_kron @ m.view(ALPHA * ALPHA, -1)).view(TILE, TILE, n, rows, tiles_w, k)
-            y = y.permute(2, 3, 0, 4, 1, 5)  # (n, rows, 4, tiles_w, 4, k), a view
-            bottom = min(top + rows * TILE, out_h)
-            if bottom - top == rows * TILE and out_w == tiles_w * TILE:  # whole tiles: one pass straight into place
-                place_tiles(y, out[:, top:bottom].view(n, rows, TILE, tiles_w, TILE, k), self.bias)
-            else:
-                place_tiles(y.reshape(n, rows * TILE, tiles_w * TILE, k)[:, :bottom - top, :out_w], out[:, top:bottom],
-                            self.bias)
+            convolve_tiles(slab, TILE, self.u, self.b_kron, self.a_kron, out[:, top:top + rows * TILE], self.bias)
         return out
 
 
