@@ -9,10 +9,11 @@ Prints, in one run:
 
 1. the golden case end to end, baseline (``acceleration.PLAIN``: models as loaded, glibc's default heap, one
    patch at a time) and optimised (the defaults of ``pipeline.load_networks`` / ``python -m boost_core``: BatchNorm
-   folded, channels-last, Winograd convolutions, freed memory reused), each in a fresh process, interleaved
-   ``--repeats`` times: loading and wall time, ratio, per-stage time, share inside network forwards (timed
-   around the model calls, identically for both), peak RSS (VmHWM) and the parity of each output against the
-   golden; with ``--device cuda`` also the GPU's peak allocated memory and what is left allocated once the job is gone;
+   folded, channels-last, Winograd convolutions with compiled transforms where a C compiler is found, freed memory
+   reused), each in a fresh process, interleaved ``--repeats`` times: loading and wall time, ratio, per-stage time,
+   share inside network forwards (timed around the model calls, identically for both), peak RSS (VmHWM) and the
+   parity of each output against the golden; with ``--device cuda`` also the GPU's peak allocated memory and what
+   is left allocated once the job is gone;
 2. per-forward timings per network and size for each optimisation (plain, fold BN, channels-last, both, with
    Winograd; ``--heap-rows`` adds the heap setting, measured last as it cannot be undone), interleaved, as CPU
    seconds of this process (robust to other load on the machine) and wall seconds;
@@ -80,6 +81,16 @@ class Timed:
         return out
 
 
+def _compiled_transforms(options) -> str:
+    """Whether the Winograd layers of this run use boost_core.native_kernels, and why not."""
+    from boost_core import native_kernels
+
+    if options.native_kernels is False or options.winograd is False:
+        return "off"
+    kernels = native_kernels.winograd_kernels()
+    return f"on ({kernels.path.name})" if kernels else f"unavailable: {native_kernels.unavailable_reason()}"
+
+
 def run_variant(args) -> dict:
     """One schedule end to end in this (fresh) process: load the networks, boost the golden case, measure."""
     import torch
@@ -111,7 +122,7 @@ def run_variant(args) -> dict:
            "forwards": networks.base_model.seconds + networks.merge_model.seconds,
            "calls": (networks.base_model.calls, networks.merge_model.calls), "stages": dict(result.timings),
            "peak": vm_hwm_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
-           "patches": len(result.patches), "R": result.R}
+           "patches": len(result.patches), "R": result.R, "compiled_transforms": _compiled_transforms(options)}
     if cuda:  # the GPU's peak during the job, and what is still allocated once the job's objects are gone
         import gc
 
@@ -150,6 +161,7 @@ def pipeline_section(args, meta, rows):
     best = {name: min(r, key=lambda run: run["wall"]) for name, r in runs.items()}
     b, o = best["baseline"], best["optimised"]
     print(f"\nR={o['R']} patches={o['patches']}; base/merge samples: {b['calls']} (baseline) {o['calls']} (optimised)")
+    print(f"compiled Winograd transforms: baseline {b['compiled_transforms']}, optimised {o['compiled_transforms']}")
     print(f"{'stage':<22}{'baseline s':>12}{'optimised s':>13}")
     for stage in b["stages"]:
         print(f"{stage:<22}{b['stages'][stage]:12.2f}{o['stages'].get(stage, float('nan')):13.2f}")
@@ -184,7 +196,8 @@ def forward_section(args, base_path, merge_path, rows):
         "fold BN": acceleration.Acceleration(fold_batchnorm=True, channels_last=False, **keep_heap),
         "channels-last": acceleration.Acceleration(fold_batchnorm=False, channels_last=True, **keep_heap),
         "fold+CL": acceleration.Acceleration(**keep_heap),
-        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False),  # the default's models
+        "fold+CL+Winograd": acceleration.Acceleration(reuse_freed_memory=False, native_kernels=False),
+        "+compiled transforms": acceleration.Acceleration(reuse_freed_memory=False),  # the default's models
     }
     jobs = [("midas_v2", int(s)) for s in args.forward_sizes.split(",") if s] + [("merge_net", 1024)]
     print(f"\n== per-forward timings ({torch.get_num_threads()} threads; CPU s of this process, then wall s; "
@@ -211,7 +224,7 @@ def forward_section(args, base_path, merge_path, rows):
             reuse_freed_memory()  # the default's heap setting, on the default's models
             times["default (+heap reuse)"] = []
             with torch.inference_mode():
-                models["default (+heap reuse)"] = models["fold+CL+Winograd"]
+                models["default (+heap reuse)"] = models["+compiled transforms"]
                 outputs["default (+heap reuse)"] = models["default (+heap reuse)"](x)
                 for _ in range(args.forward_repeats):
                     start, cpu = time.perf_counter(), time.process_time()

@@ -19,6 +19,10 @@ by the parity goldens in ``tests/``):
   similar or better; output within ~4e-6 of the direct convolutions), and the merge net's wide 4x4 stride-2
   (up-)convolutions by F(4x4, 2x2) (``boost_core.winograd_stride2``: 2.56x fewer multiplies; merge net -19% at
   1024²); True forces both for every network, False keeps every convolution direct.
+* ``native_kernels``: "auto" (default) computes the Winograd layers' input and output transforms with a small C
+  library built once with the system C compiler (``boost_core.native_kernels``: one pass each instead of a padded
+  copy, a gather, a GEMM with K = 36 and a strided copy; MiDaS v2 at 768² -8%), and keeps the torch form
+  when no compiler is found; True requires it (an error names what is missing), False keeps the torch form.
 * ``layer_rewrites``: "auto" (default) computes two layer patterns of the channels-last networks on CPU in an
   equivalent, faster form (same multiplies, float32 rounding only): 4x4 stride-2 up-convolutions with <= 4 output
   channels as one GEMM and an overlap-add (``boost_core.upconv_gemm``: the merge net's last layer, 128 -> 1 at 512²,
@@ -56,6 +60,7 @@ class Acceleration:
     channels_last: bool | Literal["auto"] = "auto"
     winograd: bool | Literal["auto"] = "auto"
     layer_rewrites: bool | Literal["auto"] = "auto"
+    native_kernels: bool | Literal["auto"] = "auto"
     threads: int | None = None
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     reuse_freed_memory: bool = True
@@ -63,7 +68,7 @@ class Acceleration:
     def __post_init__(self):
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
-        for name in ("channels_last", "winograd", "layer_rewrites"):
+        for name in ("channels_last", "winograd", "layer_rewrites", "native_kernels"):
             if getattr(self, name) not in (True, False, "auto"):
                 raise ValueError(f"{name} must be True, False or 'auto', got {getattr(self, name)!r}")
         if self.threads is not None and self.threads < 1:
@@ -77,7 +82,7 @@ class Acceleration:
 
 #: no optimisation at all (the reference's way of running the networks): the benchmarks' baseline
 PLAIN = Acceleration(fold_batchnorm=False, channels_last=False, winograd=False, layer_rewrites=False,
-                     reuse_freed_memory=False)
+                     native_kernels=False, reuse_freed_memory=False)
 
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -170,6 +175,22 @@ class ChannelsLast(nn.Module):
         return self.model(x).contiguous()
 
 
+def winograd_kernels(options: Acceleration, device: str = "cpu"):
+    """The compiled Winograd transforms ``options.native_kernels`` asks for on ``device``, or None (torch form).
+
+    Raises RuntimeError when they are required (True) but cannot be built or loaded, naming the reason.
+    """
+    if options.native_kernels is False or torch.device(device).type != "cpu":
+        return None
+    from . import native_kernels
+
+    kernels = native_kernels.winograd_kernels()
+    if kernels is None and options.native_kernels is True:
+        raise RuntimeError(f"compiled Winograd transforms unavailable: {native_kernels.unavailable_reason()}; "
+                           "install a C compiler or use native_kernels='auto' (or False)")
+    return kernels
+
+
 def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device: str = "cpu") -> nn.Module:
     """``model`` (loaded, eval mode, on ``device``) with the optimisations of ``options``; may return a wrapper.
 
@@ -188,8 +209,9 @@ def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device:
     if options.winograd is True or (options.winograd == "auto" and channels_last and on_cpu):
         from . import winograd, winograd_stride2
 
-        winograd.replace_convolutions(model)  # wide 3x3 convolutions: F(4x4, 3x3)
-        winograd_stride2.replace_layers(model)  # wide 4x4 stride-2 (up-)convolutions: F(4x4, 2x2)
+        kernels = winograd_kernels(options, device)
+        winograd.replace_convolutions(model, kernels)  # wide 3x3 convolutions: F(4x4, 3x3)
+        winograd_stride2.replace_layers(model, kernels)  # wide 4x4 stride-2 (up-)convolutions: F(4x4, 2x2)
     if options.layer_rewrites is True or (options.layer_rewrites == "auto" and channels_last and on_cpu):
         from . import upconv_gemm, upsample_conv
 

@@ -114,6 +114,21 @@ def convolve_tiles(slab: torch.Tensor, tile: int, u: torch.Tensor, b_kron: torch
         _place(y.reshape(n, rows * tile, cols * tile, k)[:, :height, :width], target, bias)
 
 
+def convolve_tiles_native(kernels, nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int, u: torch.Tensor,
+                          target: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """:func:`convolve_tiles` with the compiled transforms of ``kernels`` (a ``native_kernels.WinogradKernels``).
+
+    nhwc (n, h, w, c) float32, unit channel stride: the whole input map (no padded copy; pixels outside it read as
+    zeros); the band's tiles start at input pixel (top, left), rows x cols of them. u, target, bias as there.
+    """
+    alpha = round(u.shape[0] ** 0.5)
+    v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)
+    m = kernels.products_buffer(v, u.shape[-1])
+    torch.bmm(v, u, out=m)
+    del v
+    kernels.output_transform(m, rows, cols, target, bias)
+
+
 def qualifies(conv: nn.Module) -> bool:
     """Whether ``conv`` is a plain 3x3 'same' convolution this module computes faster (see the module doc)."""
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
@@ -129,7 +144,7 @@ class WinogradConv2d(nn.Module):
     computed by Winograd, the direct convolution's layout otherwise (maps with too few tiles).
     """
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, kernels=None):
         super().__init__()
         if not qualifies(conv):
             raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution with >= {MIN_CHANNELS} input and output "
@@ -139,9 +154,11 @@ class WinogradConv2d(nn.Module):
         self.u: torch.Tensor | None = None  # (36, C_in, C_out) transformed weights, built at the first Winograd call
         self.b_kron: torch.Tensor | None = None  # (36, 36) kron(B^T, B^T)
         self.a_kron: torch.Tensor | None = None  # (16, 36) kron(A^T, A^T)
+        self.kernels = kernels  # native_kernels.WinogradKernels for the transforms, None: torch operations
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3) from {MIN_TILES} tiles"
+        kind = "compiled" if self.kernels is not None else "torch"
+        return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3) from {MIN_TILES} tiles, {kind} transforms"
 
     def uses_winograd(self, height: int, width: int) -> bool:
         """Whether a (height, width) input map goes through Winograd (else the direct convolution).
@@ -168,9 +185,17 @@ class WinogradConv2d(nn.Module):
         out = x.new_empty((n, h, w, self.out_channels))
         per_row = n * tiles_w * ALPHA * ALPHA * max(c, self.out_channels) * x.element_size()
         band = max(1, min(tiles_h, BAND_BYTES // per_row))
+        native = self.kernels is not None and x.dtype == torch.float32 == self.u.dtype
+        if native and nhwc.stride(3) != 1:
+            nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
         for first in range(0, tiles_h, band):
             rows = min(band, tiles_h - first)
-            self._band(nhwc, out, first * TILE, rows, tiles_w)
+            top = first * TILE
+            if native:
+                convolve_tiles_native(self.kernels, nhwc, top - 1, -1, rows, tiles_w, self.u,
+                                      out[:, top:top + rows * TILE], self.conv.bias)
+            else:
+                self._band(nhwc, out, top, rows, tiles_w)
         return out.permute(0, 3, 1, 2)
 
     def _band(self, nhwc: torch.Tensor, out: torch.Tensor, top: int, rows: int, tiles_w: int) -> None:
@@ -187,9 +212,13 @@ class WinogradConv2d(nn.Module):
         convolve_tiles(slab, TILE, self.u, self.b_kron, self.a_kron, out[:, top:top + rows * TILE], self.conv.bias)
 
 
-def replace_convolutions(model: nn.Module) -> int:
-    """Swap every qualifying Conv2d of ``model`` for a :class:`WinogradConv2d`, in place; returns the count."""
-    return swap_layers(model, qualifies, WinogradConv2d)
+def replace_convolutions(model: nn.Module, kernels=None) -> int:
+    """Swap every qualifying Conv2d of ``model`` for a :class:`WinogradConv2d`, in place; returns the count.
+
+    ``kernels``: a ``native_kernels.WinogradKernels`` for the transforms, None for the torch form.
+    """
+    return swap_layers(model, qualifies, lambda conv: WinogradConv2d(conv, kernels))
 
 
-__all__ = ["WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions", "transformed_weights"]
+__all__ = ["WinogradConv2d", "convolve_tiles", "convolve_tiles_native", "qualifies", "replace_convolutions",
+           "transformed_weights"]

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer_swap import swap_layers
-from .winograd import convolve_tiles, transformed_weights
+from .winograd import convolve_tiles, convolve_tiles_native, transformed_weights
 
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 1  # input tile side (m + r - 1)
@@ -78,8 +78,9 @@ def qualifies(layer: nn.Module) -> bool:
 class _Valid2x2:
     """A 'valid' 2x2 convolution by F(4x4, 2x2), weights transformed once. Weight: (k, c, 2, 2); bias: (k,) or None."""
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, kernels=None):
         self.in_channels, self.out_channels = weight.shape[1], weight.shape[0]
+        self.kernels = kernels  # native_kernels.WinogradKernels for the transforms, None: torch operations
         # u (25, c, k), kron(B^T, B^T) (25, 25), kron(A^T, A^T) (16, 25); the bias is added while placing the tiles
         self.u, self.b_kron, self.a_kron = transformed_weights(weight, G, B_T, A_T)
         self.bias = None if bias is None else bias.detach()
@@ -93,9 +94,14 @@ class _Valid2x2:
         out = nhwc.new_empty((n, out_h, out_w, k))
         per_row = n * tiles_w * ALPHA * ALPHA * max(c, k) * nhwc.element_size()
         band = max(1, min(tiles_h, BAND_BYTES // per_row))
+        native = self.kernels is not None and nhwc.dtype == torch.float32 == self.u.dtype
         for first in range(0, tiles_h, band):
             rows = min(band, tiles_h - first)
             top = first * TILE
+            if native:  # tail tiles past the last row / column read zeros
+                convolve_tiles_native(self.kernels, nhwc, top, 0, rows, tiles_w, self.u, out[:, top:top + rows * TILE],
+                                      self.bias)
+                continue
             slab = nhwc.new_empty((n, rows * TILE + 1, tiles_w * TILE + 1, c))
             bottom_in = min(top + rows * TILE + 1, h)
             slab[:, bottom_in - top:].zero_()  # tail tiles past the last row / column read zeros
@@ -111,12 +117,13 @@ class _Stride2Layer(nn.Module):
     kind: type = nn.Module
     description = ""
 
-    def __init__(self, layer: nn.Module):
+    def __init__(self, layer: nn.Module, kernels=None):
         super().__init__()
         if type(layer) is not self.kind or not qualifies(layer):
             raise ValueError(f"not a {self.description} wide enough for Winograd (>= {MIN_IN_CHANNELS_DOWN} input "
                              f"channels for a convolution, >= {MIN_IN_CHANNELS_UP} for an up-convolution): {layer}")
         self.layer = layer
+        self.kernels = kernels  # native_kernels.WinogradKernels for the transforms, None: torch operations
         self._valid: _Valid2x2 | None = None  # built at the first call that uses it
 
     def uses_winograd(self, height: int, width: int) -> bool:
@@ -153,7 +160,7 @@ class WinogradStride2Conv2d(_Stride2Layer):
         weight = self.layer.weight  # (k, c, 4, 4) -> (k, 4c, 2, 2): tap 2s + p -> tap s of channel 4c' + 2py + px
         k, c = weight.shape[:2]
         weight = weight.view(k, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(k, 4 * c, 2, 2)
-        return _Valid2x2(weight, self.layer.bias)
+        return _Valid2x2(weight, self.layer.bias, self.kernels)
 
     def _winograd(self, x: torch.Tensor) -> torch.Tensor:
         z = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)  # (n, 4c, h/2 + 1, w/2 + 1)
@@ -182,7 +189,7 @@ class WinogradStride2ConvTranspose2d(_Stride2Layer):
                     for t in range(2):
                         phases[a, b, :, :, s, t] = weight[:, :, 3 - a - 2 * s, 3 - b - 2 * t].t()
         bias = None if self.layer.bias is None else self.layer.bias.detach().repeat(4)
-        return _Valid2x2(phases.reshape(4 * k, c, 2, 2), bias)
+        return _Valid2x2(phases.reshape(4 * k, c, 2, 2), bias, self.kernels)
 
     def _winograd(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
@@ -196,11 +203,13 @@ class WinogradStride2ConvTranspose2d(_Stride2Layer):
         return out.view(n, 2 * h, 2 * w, k).permute(0, 3, 1, 2)
 
 
-def replace_layers(model: nn.Module) -> int:
+def replace_layers(model: nn.Module, kernels=None) -> int:
     """Swap every qualifying (transposed) convolution of ``model`` for its Winograd form, in place; returns the count.
+
+    ``kernels``: a ``native_kernels.WinogradKernels`` for the transforms, None for the torch form.
     """
     def winograd_form(layer: nn.Module) -> nn.Module:
-        return (WinogradStride2Conv2d if type(layer) is nn.Conv2d else WinogradStride2ConvTranspose2d)(layer)
+        return (WinogradStride2Conv2d if type(layer) is nn.Conv2d else WinogradStride2ConvTranspose2d)(layer, kernels)
 
     return swap_layers(model, qualifies, winograd_form)
 

@@ -1,0 +1,154 @@
+"""The compiled Winograd transforms (boost_core.native_kernels): the torch form's numbers, built once, optional."""
+
+import pytest
+import torch
+
+from boost_core import acceleration, native_kernels, winograd, winograd_stride2
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    found = native_kernels.winograd_kernels()
+    if found is None:
+        pytest.skip(f"no compiled kernels here: {native_kernels.unavailable_reason()}")
+    return found
+
+
+def tiles_of(nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int, alpha: int) -> torch.Tensor:
+    """(n, rows, cols, alpha, alpha, c) float64 tiles at (top + 4 r, left + 4 q); zeros outside the map."""
+    n, h, w, c = nhwc.shape
+    pad = alpha + 4 * max(rows, cols)
+    canvas = torch.zeros(n, h + 2 * pad, w + 2 * pad, c, dtype=torch.float64)
+    canvas[:, pad:pad + h, pad:pad + w] = nhwc.double()
+    out = torch.empty(n, rows, cols, alpha, alpha, c, dtype=torch.float64)
+    for r in range(rows):
+        for q in range(cols):
+            y, x = pad + top + 4 * r, pad + left + 4 * q
+            out[:, r, q] = canvas[:, y:y + alpha, x:x + alpha]
+    return out
+
+
+@pytest.mark.parametrize("alpha, b_t", [(6, winograd.B_T), (5, winograd_stride2.B_T)])
+def test_input_transform_is_b_t_d_b(kernels, alpha, b_t):
+    torch.manual_seed(alpha)
+    nhwc = torch.randn(2, 13, 22, 20)  # 20 channels: two 8-wide blocks and a scalar tail of 4
+    top, left, rows, cols = -1, -1, 4, 6  # tiles hang over every border: zeros there
+    v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)
+    assert v.shape == (alpha * alpha, 2 * rows * cols, 20) and v.stride(0) > v.shape[1] * 20  # padded slices
+    bt = torch.from_numpy(b_t)
+    d = tiles_of(nhwc, top, left, rows, cols, alpha)  # (n, rows, cols, a, a, c)
+    expected = torch.einsum("il,nrqljc,mj->imnrqc", bt, d, bt).reshape(alpha * alpha, -1, 20)
+    assert float((v.double() - expected).abs().max()) < 1e-5 * float(expected.abs().max())
+
+
+@pytest.mark.parametrize("alpha, a_t, bias", [(6, winograd.A_T, True), (5, winograd_stride2.A_T, False)])
+def test_output_transform_is_a_t_m_a_plus_bias(kernels, alpha, a_t, bias):
+    torch.manual_seed(10 + alpha)
+    n, rows, cols, k = 2, 5, 9, 19  # 19 channels: 8 + 8 + a tail of 3
+    m = torch.randn(alpha * alpha, n * rows * cols, k)
+    b = torch.randn(k) if bias else None
+    target = torch.full((n, 4 * rows - 3, 4 * cols - 1, k), float("nan"))  # the last tiles are partly outside
+    kernels.output_transform(m, rows, cols, target, b)
+    at = torch.from_numpy(a_t)
+    y = torch.einsum("il,lmpk,jm->pijk", at, m.double().view(alpha, alpha, -1, k), at)  # (P, 4, 4, k)
+    y = y.view(n, rows, cols, 4, 4, k).permute(0, 1, 3, 2, 4, 5).reshape(n, 4 * rows, 4 * cols, k)
+    expected = y[:, :target.shape[1], :target.shape[2]] + (0 if b is None else b.double())
+    assert not target.isnan().any()  # every pixel written
+    assert float((target.double() - expected).abs().max()) < 1e-5 * float(expected.abs().max())
+
+
+def test_work_is_split_between_threads_with_the_same_result(kernels):
+    torch.manual_seed(5)
+    nhwc = torch.randn(1, 64, 64, 32)  # 256 tiles: split between threads
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = kernels.input_transform(nhwc, -1, -1, 16, 16, 6)
+        torch.set_num_threads(3)
+        three = kernels.input_transform(nhwc, -1, -1, 16, 16, 6)
+    finally:
+        torch.set_num_threads(previous)
+    assert torch.equal(one, three)
+
+
+@pytest.mark.parametrize("shape", [(2, 128, 13, 22), (1, 256, 37, 30)])
+def test_winograd_layer_with_kernels_matches_direct_convolution(kernels, shape, monkeypatch):
+    monkeypatch.setattr(winograd, "MIN_TILES", 0)
+    monkeypatch.setattr(winograd, "TILES_PER_IN_CHANNEL", 0)
+    monkeypatch.setattr(winograd, "BAND_BYTES", 1)  # one tile row per band: band seams everywhere
+    torch.manual_seed(sum(shape))
+    conv = torch.nn.Conv2d(shape[1], 260, 3, padding=1)  # 260: a scalar tail of 4 channels
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    expected = torch.nn.functional.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1).detach()
+    with torch.inference_mode():
+        fast, plain = winograd.WinogradConv2d(conv, kernels), winograd.WinogradConv2d(conv)
+        got, torch_form = fast(x), plain(x)
+    assert "compiled" in fast.extra_repr() and "torch" in plain.extra_repr()
+    scale = float(expected.abs().max())
+    assert float((got.double() - expected).abs().max()) < 3e-5 * scale
+    assert float((got - torch_form).abs().max()) < 3e-5 * scale
+
+
+@pytest.mark.parametrize("transposed, shape", [(False, (2, 256, 30, 34)), (True, (1, 512, 13, 18))])
+def test_stride2_layers_with_kernels_match_the_direct_layers(kernels, transposed, shape, monkeypatch):
+    monkeypatch.setattr(winograd_stride2, "MIN_TILES", 0)
+    torch.manual_seed(sum(shape))
+    x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
+    functional = torch.nn.functional
+    if transposed:
+        layer = torch.nn.ConvTranspose2d(shape[1], 20, 4, stride=2, padding=1)
+        fast = winograd_stride2.WinogradStride2ConvTranspose2d(layer, kernels)
+        expected = functional.conv_transpose2d(x.double(), layer.weight.double(), layer.bias.double(), stride=2,
+                                               padding=1)
+    else:
+        layer = torch.nn.Conv2d(shape[1], 20, 4, stride=2, padding=1)
+        fast = winograd_stride2.WinogradStride2Conv2d(layer, kernels)
+        expected = functional.conv2d(x.double(), layer.weight.double(), layer.bias.double(), stride=2, padding=1)
+    with torch.inference_mode():
+        got = fast(x)
+    assert fast._valid is not None and fast._valid.kernels is kernels
+    expected = expected.detach()
+    assert float((got.double() - expected).abs().max()) < 3e-5 * float(expected.abs().max())
+
+
+def test_library_is_built_once_and_cached(kernels, tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOST_DEPTH_CACHE", str(tmp_path))
+    compiler, flags = native_kernels.find_compiler(), native_kernels.compile_flags()
+    first = native_kernels.build(compiler, flags)
+    assert first.parent == tmp_path and first.stat().st_size > 0
+    built = first.stat().st_mtime_ns
+    assert native_kernels.build(compiler, flags) == first and first.stat().st_mtime_ns == built  # not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no partial file left
+
+
+def test_without_a_compiler_the_torch_form_is_used(tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOST_DEPTH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-compiler-anywhere")
+    native_kernels.winograd_kernels.cache_clear()
+    try:
+        assert native_kernels.winograd_kernels() is None
+        assert "no C compiler" in native_kernels.unavailable_reason()
+        model = acceleration.accelerate(torch.nn.Sequential(torch.nn.Conv2d(256, 256, 3, padding=1)).eval(),
+                                        acceleration.Acceleration(winograd=True))
+        layer = model[0] if isinstance(model, torch.nn.Sequential) else model.model[0]
+        assert isinstance(layer, winograd.WinogradConv2d) and layer.kernels is None
+        with pytest.raises(RuntimeError, match="no C compiler found"):
+            acceleration.accelerate(torch.nn.Sequential(torch.nn.Conv2d(256, 256, 3, padding=1)).eval(),
+                                    acceleration.Acceleration(winograd=True, native_kernels=True))
+    finally:
+        native_kernels.winograd_kernels.cache_clear()
+
+
+def test_a_failing_compiler_is_reported(tmp_path, monkeypatch):
+    fake = tmp_path / "fakecc"
+    fake.write_text("#!/bin/sh\necho 'fakecc: cannot compile today' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("BOOST_DEPTH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CC", str(fake))
+    native_kernels.winograd_kernels.cache_clear()
+    try:
+        assert native_kernels.winograd_kernels() is None
+        assert "cannot compile today" in native_kernels.unavailable_reason()
+        assert not any((tmp_path / "cache").iterdir())  # no partial library left behind
+    finally:
+        native_kernels.winograd_kernels.cache_clear()
