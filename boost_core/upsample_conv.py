@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import winograd
+
 # Weight of input row j + d (columns d = -1, 0, 1) in upsampled row 2j + a + s (rows s = -1, 0, 1), per parity a
 PHASE_WEIGHTS = {
     0: np.array([[0.75, 0.25, 0.0],  # s = -1: upsampled row 2j - 1 = 0.75 y[j-1] + 0.25 y[j]
@@ -64,7 +66,7 @@ class UpsampledConv2d(nn.Module):
     through the original operations).
     """
 
-    def __init__(self, conv: nn.Conv2d):
+    def __init__(self, conv: nn.Conv2d, winograd_kernels=None):
         super().__init__()
         if not qualifies(conv):
             raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution: {conv}")
@@ -76,9 +78,16 @@ class UpsampledConv2d(nn.Module):
             for b in range(2):
                 ca, cb = torch.from_numpy(PHASE_WEIGHTS[a]), torch.from_numpy(PHASE_WEIGHTS[b])
                 phases[a, b] = ca.t() @ w @ cb  # K_ab[d, e] = sum_s,t C_a[s, d] W[s, t] C_b[t, e]
-        self.phase_weight = phases.reshape(4 * k, c, 3, 3).to(conv.weight.device, conv.weight.dtype).contiguous(
-            memory_format=torch.channels_last)
-        self.phase_bias = None if conv.bias is None else conv.bias.detach().repeat(4)
+        phase = nn.Conv2d(c, 4 * k, 3, padding=1, bias=conv.bias is not None, device="meta", dtype=conv.weight.dtype)
+        phase.weight = nn.Parameter(phases.reshape(4 * k, c, 3, 3).to(conv.weight.device, conv.weight.dtype)
+                                    .contiguous(memory_format=torch.channels_last), requires_grad=False)
+        if conv.bias is not None:
+            phase.bias = nn.Parameter(conv.bias.detach().repeat(4), requires_grad=False)
+        # the phases' convolution c -> 4k: by Winograd F(4x4, 3x3) with compiled transforms where they are given and
+        # it qualifies (MiDaS v2: 128 -> 128 at half the output size, 286 -> 192 ms at 384²), directly otherwise
+        if winograd_kernels is not None and winograd.qualifies(phase, compiled=True):
+            phase = winograd.WinogradConv2d(phase, winograd_kernels)
+        self.phase = phase
 
     def extra_repr(self) -> str:
         return f"{self.conv.in_channels}, {self.conv.out_channels}, bilinear x2 + 3x3 as four phases"
@@ -91,7 +100,7 @@ class UpsampledConv2d(nn.Module):
         if h < STRIP or w < STRIP:
             return self._original(x)
         k = self.conv.out_channels
-        z = F.conv2d(x, self.phase_weight, self.phase_bias, padding=1)  # (n, 4k, h, w): phases (a, b, k)
+        z = self.phase(x)  # (n, 4k, h, w): phases (a, b, k)
         z = z.permute(0, 2, 3, 1).reshape(n, h, w, 2, 2, k)  # a view when z is channels-last
         out = x.new_empty((n, h, 2, w, 2, k))
         out.copy_(z.permute(0, 1, 3, 2, 4, 5))
@@ -103,9 +112,10 @@ class UpsampledConv2d(nn.Module):
         return out
 
 
-def replace_pairs(model: nn.Module) -> int:
+def replace_pairs(model: nn.Module, winograd_kernels=None) -> int:
     """In every ``nn.Sequential`` of ``model``, swap (bilinear x2, qualifying Conv2d) for (Identity, UpsampledConv2d);
-    returns the count."""
+    returns the count. ``winograd_kernels``: ``native_kernels.WinogradKernels`` for the phases' convolution, or None.
+    """
     swapped = 0
     for module in list(model.modules()):
         if not isinstance(module, nn.Sequential):
@@ -114,7 +124,7 @@ def replace_pairs(model: nn.Module) -> int:
         for (name_a, a), (name_b, b) in zip(children, children[1:]):
             if is_bilinear_x2(a) and qualifies(b):
                 module._modules[name_a] = nn.Identity()
-                module._modules[name_b] = UpsampledConv2d(b)
+                module._modules[name_b] = UpsampledConv2d(b, winograd_kernels)
                 swapped += 1
     return swapped
 

@@ -45,6 +45,13 @@ MIN_CHANNEL_PRODUCT = 128 * 256  # ... and in x out at least this (256->128 gain
 MIN_TILES = 256  # 4x4 output tiles a map needs before Winograd pays (64² px); see WinogradConv2d.uses_winograd
 TILES_PER_IN_CHANNEL = 0.25  # ... and per input channel (the transformed weights grow with C_in)
 BAND_BYTES = 64 * 2**20  # bytes of one transformed band (V or M), bounds the extra memory of a forward
+# With the compiled transforms (boost_core.native_kernels) the transforms cost a third as much, so narrower layers and
+# smaller maps gain too (NHWC, 2 threads, direct -> Winograd): 128->128 at 192² 67 -> 47 ms, at 384² 286 -> 192 ms;
+# 256->256 at 24² 5.5 -> 4.0 ms, at 48² 16 -> 8 ms; 1024->256 at 48² 85 -> 31 ms; 2048->256 at 24² 62 -> 24 ms.
+# Whole forwards with these floors vs the torch form's: MiDaS v2 -7% at 384², -4% at 768²; LeReS -9% and SGR -16%
+# at 448².
+COMPILED_MIN_CHANNEL_PRODUCT = 128 * 128
+COMPILED_MIN_TILES = 32
 
 # Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", F(4x4, 3x3)
 B_T = np.array([[4, 0, -5, 0, 1, 0],
@@ -129,12 +136,16 @@ def convolve_tiles_native(kernels, nhwc: torch.Tensor, top: int, left: int, rows
     kernels.output_transform(m, rows, cols, target, bias)
 
 
-def qualifies(conv: nn.Module) -> bool:
-    """Whether ``conv`` is a plain 3x3 'same' convolution this module computes faster (see the module doc)."""
+def qualifies(conv: nn.Module, compiled: bool = False) -> bool:
+    """Whether ``conv`` is a plain 3x3 'same' convolution this module computes faster (see the module doc).
+
+    ``compiled``: with the compiled transforms, whose channel floor is lower (:data:`COMPILED_MIN_CHANNEL_PRODUCT`).
+    """
+    product = COMPILED_MIN_CHANNEL_PRODUCT if compiled else MIN_CHANNEL_PRODUCT
     return (type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
             and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
             and conv.padding_mode == "zeros" and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-            and conv.in_channels * conv.out_channels >= MIN_CHANNEL_PRODUCT)
+            and conv.in_channels * conv.out_channels >= product)
 
 
 class WinogradConv2d(nn.Module):
@@ -146,9 +157,10 @@ class WinogradConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, kernels=None):
         super().__init__()
-        if not qualifies(conv):
+        if not qualifies(conv, compiled=kernels is not None):
+            product = MIN_CHANNEL_PRODUCT if kernels is None else COMPILED_MIN_CHANNEL_PRODUCT
             raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution with >= {MIN_CHANNELS} input and output "
-                             f"channels, >= {MIN_CHANNEL_PRODUCT} in x out: {conv}")
+                             f"channels, >= {product} in x out: {conv}")
         self.conv = conv  # the direct path, for maps too small to gain (see :meth:`uses_winograd`)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
         self.u: torch.Tensor | None = None  # (36, C_in, C_out) transformed weights, built at the first Winograd call
@@ -166,8 +178,11 @@ class WinogradConv2d(nn.Module):
         Measured (NHWC, 2 threads): the transformed weights are 4x the direct ones and every call reads them, so a
         map needs enough 4x4 tiles to amortise them: >= MIN_TILES tiles and >= C_in / 4 tiles (256->256: 0.8x at 36²,
         1.1x at 48², 1.5x at 72², 1.8x at 192²; 1024->256: 1.0x at 48², 1.6x at 72²; 2048->256: 0.5x at 36²).
+        With compiled transforms every map of >= COMPILED_MIN_TILES tiles gains (see :data:`COMPILED_MIN_TILES`).
         """
         tiles = -(-height // TILE) * -(-width // TILE)
+        if self.kernels is not None:  # compiled transforms: from COMPILED_MIN_TILES tiles, any width
+            return tiles >= COMPILED_MIN_TILES
         return tiles >= MIN_TILES and tiles >= TILES_PER_IN_CHANNEL * self.in_channels
 
     def _prepare(self) -> None:
@@ -217,7 +232,8 @@ def replace_convolutions(model: nn.Module, kernels=None) -> int:
 
     ``kernels``: a ``native_kernels.WinogradKernels`` for the transforms, None for the torch form.
     """
-    return swap_layers(model, qualifies, lambda conv: WinogradConv2d(conv, kernels))
+    return swap_layers(model, lambda conv: qualifies(conv, compiled=kernels is not None),
+                       lambda conv: WinogradConv2d(conv, kernels))
 
 
 __all__ = ["WinogradConv2d", "convolve_tiles", "convolve_tiles_native", "qualifies", "replace_convolutions",

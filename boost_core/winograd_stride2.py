@@ -42,6 +42,10 @@ MIN_TILES = 64  # 4x4 output tiles of the 2x2 convolution a map needs (32² outp
 MIN_IN_CHANNELS_DOWN = 256  # a stride-2 convolution needs >= this many input channels (4x as many after unshuffle)
 MIN_IN_CHANNELS_UP = 512  # an up-convolution needs >= this many input channels
 BAND_BYTES = 64 * 2**20  # bytes of one transformed band (V or M)
+# with the compiled transforms (boost_core.native_kernels) narrower layers gain too: 128->256 at 256² 116 -> 82 ms,
+# up 256->64 at 256² 232 -> 174 ms (64->128 at 512² still loses: 114 -> 133 ms; small maps as before)
+COMPILED_MIN_IN_CHANNELS_DOWN = 128
+COMPILED_MIN_IN_CHANNELS_UP = 256
 
 # Toom-Cook F(4, 2) for the points 0, 1, -1, 1/2, infinity
 B_T = np.array([[0.5, -1, -0.5, 1, 0],
@@ -66,12 +70,15 @@ def _qualifies(layer: nn.Module, kind: type) -> bool:
             and layer.padding_mode == "zeros" and getattr(layer, "output_padding", (0, 0)) == (0, 0))
 
 
-def qualifies(layer: nn.Module) -> bool:
-    """Whether ``layer`` is a 4x4 stride-2 padding-1 (transposed) convolution wide enough to gain here."""
+def qualifies(layer: nn.Module, compiled: bool = False) -> bool:
+    """Whether ``layer`` is a 4x4 stride-2 padding-1 (transposed) convolution wide enough to gain here.
+
+    ``compiled``: with the compiled transforms, whose channel floors are lower.
+    """
     if _qualifies(layer, nn.Conv2d):
-        return layer.in_channels >= MIN_IN_CHANNELS_DOWN
+        return layer.in_channels >= (COMPILED_MIN_IN_CHANNELS_DOWN if compiled else MIN_IN_CHANNELS_DOWN)
     if _qualifies(layer, nn.ConvTranspose2d):
-        return layer.in_channels >= MIN_IN_CHANNELS_UP
+        return layer.in_channels >= (COMPILED_MIN_IN_CHANNELS_UP if compiled else MIN_IN_CHANNELS_UP)
     return False
 
 
@@ -119,7 +126,7 @@ class _Stride2Layer(nn.Module):
 
     def __init__(self, layer: nn.Module, kernels=None):
         super().__init__()
-        if type(layer) is not self.kind or not qualifies(layer):
+        if type(layer) is not self.kind or not qualifies(layer, compiled=kernels is not None):
             raise ValueError(f"not a {self.description} wide enough for Winograd (>= {MIN_IN_CHANNELS_DOWN} input "
                              f"channels for a convolution, >= {MIN_IN_CHANNELS_UP} for an up-convolution): {layer}")
         self.layer = layer
@@ -211,7 +218,7 @@ def replace_layers(model: nn.Module, kernels=None) -> int:
     def winograd_form(layer: nn.Module) -> nn.Module:
         return (WinogradStride2Conv2d if type(layer) is nn.Conv2d else WinogradStride2ConvTranspose2d)(layer, kernels)
 
-    return swap_layers(model, qualifies, winograd_form)
+    return swap_layers(model, lambda layer: qualifies(layer, compiled=kernels is not None), winograd_form)
 
 
 __all__ = ["WinogradStride2Conv2d", "WinogradStride2ConvTranspose2d", "qualifies", "replace_layers"]

@@ -152,3 +152,20 @@ def test_a_failing_compiler_is_reported(tmp_path, monkeypatch):
         assert not any((tmp_path / "cache").iterdir())  # no partial library left behind
     finally:
         native_kernels.winograd_kernels.cache_clear()
+
+
+def test_upsampled_head_phases_by_winograd_match_the_original_head(kernels):
+    from boost_core import upsample_conv
+
+    torch.manual_seed(8)
+    conv = torch.nn.Conv2d(128, 32, 3, padding=1)
+    fast = upsample_conv.UpsampledConv2d(conv, kernels)
+    assert isinstance(fast.phase, winograd.WinogradConv2d) and fast.phase.kernels is kernels  # 128 -> 4 x 32
+    assert isinstance(upsample_conv.UpsampledConv2d(conv).phase, torch.nn.Conv2d)  # without kernels: direct
+    x = torch.randn(1, 128, 40, 36).contiguous(memory_format=torch.channels_last)  # 90 tiles
+    up = torch.nn.functional.interpolate(x.double(), scale_factor=2, mode="bilinear", align_corners=False)
+    expected = torch.nn.functional.conv2d(up, conv.weight.double(), conv.bias.double(), padding=1).detach()
+    with torch.inference_mode():
+        got = fast(x)
+    assert fast.phase.u is not None  # computed by Winograd
+    assert float((got.double() - expected).abs().max()) < 3e-5 * float(expected.abs().max())

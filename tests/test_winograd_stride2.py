@@ -62,8 +62,11 @@ def test_small_or_odd_maps_take_the_direct_layer():
 def test_only_wide_4x4_stride2_layers_qualify():
     assert winograd_stride2.qualifies(torch.nn.Conv2d(256, 512, 4, stride=2, padding=1, bias=False))
     assert winograd_stride2.qualifies(torch.nn.ConvTranspose2d(1024, 256, 4, stride=2, padding=1, bias=False))
-    for layer in (torch.nn.Conv2d(128, 256, 4, stride=2, padding=1),  # too few channels to gain
-                  torch.nn.ConvTranspose2d(256, 64, 4, stride=2, padding=1),
+    narrow = (torch.nn.Conv2d(128, 256, 4, stride=2, padding=1), torch.nn.ConvTranspose2d(256, 64, 4, stride=2, padding=1))
+    for layer in narrow:  # too few channels to gain with the torch form of the transforms, enough when compiled
+        assert not winograd_stride2.qualifies(layer) and winograd_stride2.qualifies(layer, compiled=True), layer
+    assert not winograd_stride2.qualifies(torch.nn.Conv2d(64, 128, 4, stride=2, padding=1), compiled=True)
+    for layer in (*narrow,
                   torch.nn.Conv2d(256, 256, 3, stride=2, padding=1), torch.nn.Conv2d(256, 256, 4, stride=1, padding=1),
                   torch.nn.Conv2d(256, 256, 4, stride=2, padding=2),
                   torch.nn.Conv2d(256, 256, 4, stride=2, padding=1, groups=2),
@@ -78,14 +81,17 @@ def test_merge_net_forward_is_unchanged(networks_merge):
     default = acceleration.accelerate(copy.deepcopy(networks_merge), acceleration.Acceleration())
     direct = acceleration.accelerate(copy.deepcopy(networks_merge), acceleration.Acceleration(winograd=False))
     kinds = (winograd_stride2.WinogradStride2Conv2d, winograd_stride2.WinogradStride2ConvTranspose2d)
-    # encoder 256->512 and the 512->512 below it (6), decoder up-convolutions with >= 512 inputs (9)
-    assert sum(isinstance(m, kinds) for m in default.modules()) == 15
+    compiled = acceleration.winograd_kernels(acceleration.Acceleration()) is not None  # a C compiler is here
+    # encoder 256->512 and the 512->512 below it (6), decoder up-convolutions with >= 512 inputs (9); with compiled
+    # transforms also the encoder's 128->256 and the decoder's 256->64
+    assert sum(isinstance(m, kinds) for m in default.modules()) == 15 + 2 * compiled
     assert not any(isinstance(m, kinds) for m in direct.modules())
     x = torch.rand(1, 2, 1024, 1024, generator=torch.Generator().manual_seed(5)) * 2 - 1  # its only size
     with torch.inference_mode():
         expected, got = direct(x), default(x)
     used = [m for m in default.modules() if isinstance(m, kinds) and m._valid is not None]
-    assert len(used) == 5  # down 256->512 at 128², 512->512 at 64²; up 1024->512 at 32², 1024->256, 512->128
+    # down 256->512 at 128², 512->512 at 64²; up 1024->512 at 32², 1024->256, 512->128 (+ 128->256, 256->64)
+    assert len(used) == 5 + 2 * compiled
     assert float((got - expected).abs().max() / (expected.max() - expected.min())) < 1e-5
 
 
