@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "native" / "winograd_transforms.c"
-ABI = 1  # boost_depth_kernels_abi() of the source
+ABI = 2  # boost_depth_kernels_abi() of the source
 ENV_CACHE = "BOOST_DEPTH_CACHE"
 ALPHAS = (5, 6)  # input tile sides compiled: F(4x4, 2x2) and F(4x4, 3x3)
 STREAM_PAD = 16  # floats between consecutive a*a slices of V and M: their streams must not alias in the caches
@@ -119,10 +119,10 @@ class WinogradKernels:
         self._input, self._output = {}, {}
         for alpha in ALPHAS:
             fn = getattr(library, f"input_transform_{alpha}")
-            fn.argtypes, fn.restype = [ptr] + [i64] * 10 + [ptr, i64, i64, i64], None
+            fn.argtypes, fn.restype = [ptr] + [i64] * 11 + [ptr] + [i64] * 4, None
             self._input[alpha] = fn
             fn = getattr(library, f"output_transform_{alpha}")
-            fn.argtypes, fn.restype = [ptr] + [i64] * 4 + [ptr, ptr] + [i64] * 7, None
+            fn.argtypes, fn.restype = [ptr] + [i64] * 5 + [ptr, ptr] + [i64] * 10, None
             self._output[alpha] = fn
         self._pool: ThreadPoolExecutor | None = None
         self._workers = 0
@@ -142,45 +142,55 @@ class WinogradKernels:
         for future in futures:
             future.result()
 
-    def input_transform(self, nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int,
-                        alpha: int) -> torch.Tensor:
-        """V (a*a, n*rows*cols, c) of the a x a tiles at (top + 4 r, left + 4 q) of ``nhwc`` (n, h, w, c).
+    @staticmethod
+    def transformed_buffer(alpha: int, tiles: int, channels: int, like: torch.Tensor) -> torch.Tensor:
+        """An empty (a*a, tiles, channels) float32 tensor with a padded batch stride (:data:`STREAM_PAD`), for V or M;
+        ``torch.bmm`` reads and writes (``out=``) it as it is."""
+        stride = tiles * channels + STREAM_PAD
+        return like.new_empty(alpha * alpha * stride, dtype=torch.float32).as_strided(
+            (alpha * alpha, tiles, channels), (stride, channels, 1))
 
-        ``nhwc`` float32 with unit channel stride; pixels outside it are zeros. V's batch stride is padded
-        (:data:`STREAM_PAD`); ``torch.bmm`` takes it as it is.
+    def input_transform(self, nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int, alpha: int,
+                        step: int = 1, out: torch.Tensor | None = None, channel_offset: int = 0) -> torch.Tensor:
+        """V (a*a, n*rows*cols, c) of the a x a tiles of ``nhwc`` (n, h, w, c), float32, unit channel stride.
+
+        Tile (r, q) covers the virtual pixels 4 r + [0, a) x 4 q + [0, a); virtual pixel (y, x) is map pixel
+        (top + step y, left + step x), zero outside the map (step 2: one polyphase component). Written into
+        ``out[:, :, channel_offset:channel_offset + c]`` when given (a buffer of :meth:`transformed_buffer`), else
+        into a new V of c channels.
         """
         n, h, w, c = nhwc.shape
         if nhwc.dtype != torch.float32 or nhwc.stride(3) != 1 or nhwc.device.type != "cpu":
             raise ValueError("input_transform needs a float32 CPU tensor with contiguous channels")
         tiles = n * rows * cols
-        stride = tiles * c + STREAM_PAD
-        v = nhwc.new_empty(alpha * alpha * stride).as_strided((alpha * alpha, tiles, c), (stride, c, 1))
+        v = self.transformed_buffer(alpha, tiles, c, nhwc) if out is None else out
+        if v.shape[:2] != (alpha * alpha, tiles) or v.stride(2) != 1 or channel_offset + c > v.shape[2]:
+            raise ValueError(f"V of shape {tuple(v.shape)} cannot take {c} channels at {channel_offset}")
         sn, sh, sw, _ = nhwc.stride()
-        self._run(self._input[alpha], tiles, nhwc.data_ptr(), sn, sh, sw, h, w, top, left, c, rows, cols,
-                  v.data_ptr(), stride)
+        self._run(self._input[alpha], tiles, nhwc.data_ptr(), sn, sh, sw, h, w, top, left, step, c, rows, cols,
+                  v.data_ptr() + 4 * channel_offset, v.stride(0), v.stride(1))
         return v
 
-    @staticmethod
-    def products_buffer(v: torch.Tensor, out_channels: int) -> torch.Tensor:
-        """An empty M (a*a, P, k) with a padded batch stride, for ``torch.bmm(v, u, out=m)``."""
-        batch, tiles = v.shape[:2]
-        stride = tiles * out_channels + STREAM_PAD
-        return v.new_empty(batch * stride).as_strided((batch, tiles, out_channels), (stride, out_channels, 1))
-
     def output_transform(self, m: torch.Tensor, rows: int, cols: int, target: torch.Tensor,
-                         bias: torch.Tensor | None) -> None:
-        """``target`` (n, height <= 4 rows, width <= 4 cols, k), unit channel stride = A^T M A + bias of each tile."""
+                         bias: torch.Tensor | None, top: int = 0, left: int = 0, step: int = 1,
+                         channel_offset: int = 0, channels: int | None = None) -> None:
+        """Writes A^T M A + bias of every tile into ``target`` (n, height, width, k), float32, unit channel stride.
+
+        Reads M's channels [channel_offset, channel_offset + k) (k = ``channels`` or all); output pixel (i, j) of
+        tile (r, q) goes to target pixel (top + step (4 r + i), left + step (4 q + j)) when that is inside target.
+        ``bias``: (k,) for those channels, or None.
+        """
         alpha = round(m.shape[0] ** 0.5)
-        tiles, k = m.shape[1:]
-        if m.stride(1) != k or m.stride(2) != 1 or target.stride(3) != 1 or target.dtype != torch.float32:
-            raise ValueError("output_transform needs M with contiguous rows and a float32 target with contiguous "
-                             "channels")
+        tiles = m.shape[1]
+        k = m.shape[2] - channel_offset if channels is None else channels
+        if m.stride(2) != 1 or target.stride(3) != 1 or target.dtype != torch.float32 or target.shape[3] != k:
+            raise ValueError("output_transform needs M and a float32 target with contiguous channels, k of them")
         if bias is not None:
             bias = bias.detach().to(torch.float32).contiguous()
         on, oh, ow, _ = target.stride()
-        self._run(self._output[alpha], tiles, m.data_ptr(), m.stride(0), k, rows, cols,
-                  None if bias is None else bias.data_ptr(), target.data_ptr(), on, oh, ow, target.shape[1],
-                  target.shape[2])
+        self._run(self._output[alpha], tiles, m.data_ptr() + 4 * channel_offset, m.stride(0), m.stride(1), k, rows,
+                  cols, None if bias is None else bias.data_ptr(), target.data_ptr(), on, oh, ow, target.shape[1],
+                  target.shape[2], top, left, step)
 
 
 @functools.lru_cache(maxsize=1)

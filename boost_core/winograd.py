@@ -130,7 +130,7 @@ def convolve_tiles_native(kernels, nhwc: torch.Tensor, top: int, left: int, rows
     """
     alpha = round(u.shape[0] ** 0.5)
     v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)
-    m = kernels.products_buffer(v, u.shape[-1])
+    m = kernels.transformed_buffer(alpha, v.shape[1], u.shape[-1], v)
     torch.bmm(v, u, out=m)
     del v
     kernels.output_transform(m, rows, cols, target, bias)

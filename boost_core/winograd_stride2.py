@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer_swap import swap_layers
-from .winograd import convolve_tiles, convolve_tiles_native, transformed_weights
+from .winograd import convolve_tiles, transformed_weights
 
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 1  # input tile side (m + r - 1)
@@ -101,14 +101,9 @@ class _Valid2x2:
         out = nhwc.new_empty((n, out_h, out_w, k))
         per_row = n * tiles_w * ALPHA * ALPHA * max(c, k) * nhwc.element_size()
         band = max(1, min(tiles_h, BAND_BYTES // per_row))
-        native = self.kernels is not None and nhwc.dtype == torch.float32 == self.u.dtype
         for first in range(0, tiles_h, band):
             rows = min(band, tiles_h - first)
             top = first * TILE
-            if native:  # tail tiles past the last row / column read zeros
-                convolve_tiles_native(self.kernels, nhwc, top, 0, rows, tiles_w, self.u, out[:, top:top + rows * TILE],
-                                      self.bias)
-                continue
             slab = nhwc.new_empty((n, rows * TILE + 1, tiles_w * TILE + 1, c))
             bottom_in = min(top + rows * TILE + 1, h)
             slab[:, bottom_in - top:].zero_()  # tail tiles past the last row / column read zeros
@@ -116,6 +111,24 @@ class _Valid2x2:
             slab[:, :bottom_in - top, :w] = nhwc[:, top:bottom_in]
             convolve_tiles(slab, TILE, self.u, self.b_kron, self.a_kron, out[:, top:top + rows * TILE], self.bias)
         return out
+
+    def compiled_bands(self, like: torch.Tensor, n: int, out_h: int, out_w: int, fill, place) -> None:
+        """The 'valid' 2x2 convolution with the compiled transforms, band by band of tile rows, for ``out_h`` x
+        ``out_w`` outputs per image: ``fill(v, first, rows, cols)`` writes the band's input transform into V
+        (25, P, c), ``place(m, first, rows, cols)`` writes its outputs from M (25, P, k). The callers read their
+        input and write their output in place (no padded, unshuffled or phase-interleaved copies)."""
+        kernels, c, k = self.kernels, self.in_channels, self.out_channels
+        tiles_h, tiles_w = -(-out_h // TILE), -(-out_w // TILE)
+        per_row = n * tiles_w * ALPHA * ALPHA * max(c, k) * 4
+        band = max(1, min(tiles_h, BAND_BYTES // per_row))
+        for first in range(0, tiles_h, band):
+            rows = min(band, tiles_h - first)
+            v = kernels.transformed_buffer(ALPHA, n * rows * tiles_w, c, like)
+            fill(v, first, rows, tiles_w)
+            m = kernels.transformed_buffer(ALPHA, n * rows * tiles_w, k, like)
+            torch.bmm(v, self.u, out=m)
+            del v
+            place(m, first, rows, tiles_w)
 
 
 class _Stride2Layer(nn.Module):
@@ -135,6 +148,10 @@ class _Stride2Layer(nn.Module):
 
     def uses_winograd(self, height: int, width: int) -> bool:
         raise NotImplementedError
+
+    def _compiled(self) -> bool:
+        """Whether the compiled transforms compute this layer: given, and float32 weights."""
+        return self.kernels is not None and self.layer.weight.dtype == torch.float32
 
     def _transformed(self) -> _Valid2x2:
         raise NotImplementedError
@@ -166,12 +183,38 @@ class WinogradStride2Conv2d(_Stride2Layer):
     def _transformed(self) -> _Valid2x2:
         weight = self.layer.weight  # (k, c, 4, 4) -> (k, 4c, 2, 2): tap 2s + p -> tap s of channel 4c' + 2py + px
         k, c = weight.shape[:2]
-        weight = weight.view(k, c, 2, 2, 2, 2).permute(0, 1, 3, 5, 2, 4).reshape(k, 4 * c, 2, 2)
+        weight = weight.view(k, c, 2, 2, 2, 2)  # (k, c, s_y, p_y, s_x, p_x)
+        if self._compiled():  # channels ordered (p_y, p_x, c): each parity's c channels are one polyphase component
+            weight = weight.permute(0, 3, 5, 1, 2, 4).reshape(k, 4 * c, 2, 2)
+        else:  # channels ordered (c, p_y, p_x) as pixel_unshuffle makes them
+            weight = weight.permute(0, 1, 3, 5, 2, 4).reshape(k, 4 * c, 2, 2)
         return _Valid2x2(weight, self.layer.bias, self.kernels)
 
     def _winograd(self, x: torch.Tensor) -> torch.Tensor:
+        if self._compiled():
+            return self._compiled_winograd(x)
         z = F.pixel_unshuffle(F.pad(x, (1, 1, 1, 1)), 2)  # (n, 4c, h/2 + 1, w/2 + 1)
         return self._valid(z.permute(0, 2, 3, 1).contiguous()).permute(0, 3, 1, 2)
+
+    def _compiled_winograd(self, x: torch.Tensor) -> torch.Tensor:
+        """Reads the four polyphase components of the padded input straight from x: component (p_y, p_x) at
+        (Y, X) is x[2Y + p_y - 1, 2X + p_x - 1] (zero outside), V channels [(2 p_y + p_x) c, + c)."""
+        n, c, h, w = x.shape
+        x = x.to(torch.float32)
+        nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        out = x.new_empty((n, h // 2, w // 2, self.layer.out_channels))
+
+        def fill(v, first, rows, cols):
+            for py in range(2):
+                for px in range(2):
+                    self.kernels.input_transform(nhwc, 2 * TILE * first + py - 1, px - 1, rows, cols, ALPHA, step=2,
+                                                 out=v, channel_offset=(2 * py + px) * c)
+
+        def place(m, first, rows, cols):
+            self.kernels.output_transform(m, rows, cols, out[:, first * TILE:(first + rows) * TILE], self.layer.bias)
+
+        self._valid.compiled_bands(x, n, h // 2, w // 2, fill, place)
+        return out.permute(0, 3, 1, 2)
 
 
 class WinogradStride2ConvTranspose2d(_Stride2Layer):
@@ -201,6 +244,8 @@ class WinogradStride2ConvTranspose2d(_Stride2Layer):
     def _winograd(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         k = self._valid.out_channels // 4
+        if self._compiled():
+            return self._compiled_winograd(x, k)
         y = self._valid(F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous())  # (n, h + 1, w + 1, 4k)
         y = y.view(n, h + 1, w + 1, 2, 2, k)
         out = x.new_empty((n, h, 2, w, 2, k))
@@ -208,6 +253,27 @@ class WinogradStride2ConvTranspose2d(_Stride2Layer):
             for b in range(2):
                 out[:, :, a, :, b] = y[:, a:a + h, b:b + w, a, b]  # phase (a, b) of pixel (i, j) sits at (i+a, j+b)
         return out.view(n, 2 * h, 2 * w, k).permute(0, 3, 1, 2)
+
+    def _compiled_winograd(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """Reads x without padding (zeros outside) and writes each phase (a, b) of the (h + 1) x (w + 1) 'valid'
+        output straight to its pixels: phase (a, b) at (Y, X) is output pixel (2Y - a, 2X - b)."""
+        n, c, h, w = x.shape
+        x = x.to(torch.float32)
+        nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        out = x.new_empty((n, 2 * h, 2 * w, k))
+        bias = self.layer.bias
+
+        def fill(v, first, rows, cols):
+            self.kernels.input_transform(nhwc, TILE * first - 1, -1, rows, cols, ALPHA, out=v)
+
+        def place(m, first, rows, cols):
+            for a in range(2):
+                for b in range(2):
+                    self.kernels.output_transform(m, rows, cols, out, bias, top=2 * TILE * first - a, left=-b, step=2,
+                                                  channel_offset=(2 * a + b) * k, channels=k)
+
+        self._valid.compiled_bands(x, n, h + 1, w + 1, fill, place)
+        return out.permute(0, 3, 1, 2)
 
 
 def replace_layers(model: nn.Module, kernels=None) -> int:

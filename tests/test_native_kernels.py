@@ -89,9 +89,14 @@ def test_winograd_layer_with_kernels_matches_direct_convolution(kernels, shape, 
     assert float((got - torch_form).abs().max()) < 3e-5 * scale
 
 
-@pytest.mark.parametrize("transposed, shape", [(False, (2, 256, 30, 34)), (True, (1, 512, 13, 18))])
-def test_stride2_layers_with_kernels_match_the_direct_layers(kernels, transposed, shape, monkeypatch):
+@pytest.mark.parametrize("transposed, shape, band_bytes", [
+    (False, (2, 256, 30, 34), winograd_stride2.BAND_BYTES), (True, (1, 512, 13, 18), winograd_stride2.BAND_BYTES),
+    (False, (1, 128, 42, 20), 1), (True, (2, 256, 21, 10), 1),  # one tile row per band: seams everywhere
+])
+def test_stride2_layers_with_kernels_match_the_direct_layers(kernels, transposed, shape, band_bytes, monkeypatch):
+    """Read in place (polyphase components / no padding) and written in place (phases interleaved)."""
     monkeypatch.setattr(winograd_stride2, "MIN_TILES", 0)
+    monkeypatch.setattr(winograd_stride2, "BAND_BYTES", band_bytes)
     torch.manual_seed(sum(shape))
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
     functional = torch.nn.functional
