@@ -64,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "baseline, slower")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="bf16 (CPU/CUDA) or fp16 (CUDA/MPS) autocast: faster, breaks parity (default fp32)")
-    parser.add_argument("--batch", type=int, default=1,
-                        help="patches per batched network call in final mode (>1 helps on GPUs; same output)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="patches per batched network call in final mode (default: 2 on CPU, 4 on GPUs; 1 = one "
+                             "patch at a time as the reference; same output)")
     parser.add_argument("--format", default="png16", type=_formats(FORMATS),
                         help=f"comma-separated subset of {','.join(FORMATS)} (default png16)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")

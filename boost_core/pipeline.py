@@ -113,8 +113,9 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
     networks: already loaded networks (reused across images of one job; takes precedence over the paths).
     progress: called with {"event": "stage", "stage": ...} and {"event": "progress", "done", "of", "fraction"}.
     cancel: an object with ``is_set()`` (threading.Event); checked between network calls -> Cancelled.
-    max_batch: patches per batched network call in Final (None or 1: one patch at a time, the reference's
-        schedule; >1 batches the patches' forwards, same numbers per patch, faster on GPUs only).
+    max_batch: patches per batched network call in Final: 1 is one patch at a time (the reference's schedule);
+        >1 batches the patches' forwards (same numbers per patch to float32 rounding); None (default) picks
+        ``schedule.default_max_batch`` for the device (pairs on CPU, 4 on GPUs).
     """
     mode = mode.lower()
     if mode not in MODES:
@@ -171,7 +172,9 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
         if max_res < choice.R:
             result.warnings.append(f"max_res {max_res:g} < R {choice.R}: local boosting skipped (R20 result)")
         else:
-            if max_batch and max_batch > 1:
+            if max_batch is None:
+                max_batch = schedule.default_max_batch(networks.device)
+            if max_batch > 1:
                 schedule.local_boost(result, rgb, networks, max_res, output_size, report, lap, max_batch=max_batch)
             else:
                 _local_boost(result, rgb, networks, max_res, output_size, report, lap)

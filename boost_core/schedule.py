@@ -11,7 +11,8 @@ float32 rounding of the convolution kernels (checked by tests/test_acceleration.
     merged = batched_merge(networks, [base_a, base_b], estimates)         # as networks.merge per pair
 
 Batch sizes are bounded by a memory budget (``memory_budget`` bytes of activations, estimated per sample
-from the input size) and by ``max_batch``.
+from the input size) and by ``max_batch``; on CPU the base network's inputs above CPU_MAX_BATCHED_BASE_PIXELS go one
+at a time (batching them was measured slower there).
 """
 from __future__ import annotations
 
@@ -26,6 +27,11 @@ from .double_estimation import MERGE_SIZE, min_max, to_merge_size
 DEFAULT_MEMORY_BUDGET = 2 * 1024**3
 #: default cap on samples per forward (beyond it batching gains nothing measurable on CPU)
 DEFAULT_MAX_BATCH = 4
+#: on CPU (measured per sample, channels-last, 2 threads, 2 samples a forward vs 1): the merge net at 1024² -8% and
+#: MiDaS v2 at its receptive field (384²) -9%, but MiDaS v2 at 768² +5%; so patches go in pairs and base-network
+#: inputs larger than this many pixels still go one at a time
+CPU_MAX_BATCH = 2
+CPU_MAX_BATCHED_BASE_PIXELS = 448 * 448
 #: peak activation bytes per input pixel of one sample, measured (CPU, float32): MiDaS v2 at 768² peaks
 #: at ~0.55 GB over its weights, the merge net at 1024² at ~0.25 GB
 _BYTES_PER_PIXEL = {"base": 1000, "merge": 250}
@@ -88,8 +94,11 @@ def batched_single_estimates(networks, rgbs: Sequence[np.ndarray], size: int, *,
     for index, x in enumerate(inputs):
         groups.setdefault(tuple(x.shape), []).append(index)
     out_spec = net.output
+    on_cpu = str(networks.device).startswith("cpu")
     for shape, indices in groups.items():
-        for chunk in _chunks(indices, batch_size("base", shape[-2] * shape[-1], memory_budget, max_batch)):
+        pixels = shape[-2] * shape[-1]
+        cap = 1 if on_cpu and pixels > CPU_MAX_BATCHED_BASE_PIXELS else max_batch
+        for chunk in _chunks(indices, batch_size("base", pixels, memory_budget, cap)):
             y = _forward(networks, networks.base_model, torch.cat([inputs[i] for i in chunk]), "base")
             for row, index in enumerate(chunk):
                 pred = y[row].reshape(y.shape[-2], y.shape[-1]).numpy()
@@ -147,9 +156,10 @@ def batched_patch_estimates(networks, patch_rgbs: Sequence[np.ndarray], rf: int,
 
 
 def default_max_batch(device: str = "cpu") -> int:
-    """Patches per batched forward: 1 on CPU (measured: batching gains nothing there, and costs memory),
-    DEFAULT_MAX_BATCH on an accelerator (which a single 384² sample leaves mostly idle)."""
-    return 1 if str(device).startswith("cpu") else DEFAULT_MAX_BATCH
+    """Patches per batched forward: CPU_MAX_BATCH on CPU (pairs; see CPU_MAX_BATCHED_BASE_PIXELS for the base
+    network's high-resolution inputs, which stay single), DEFAULT_MAX_BATCH on an accelerator (which a single 384²
+    sample leaves mostly idle)."""
+    return CPU_MAX_BATCH if str(device).startswith("cpu") else DEFAULT_MAX_BATCH
 
 
 def local_boost(result, rgb, networks, max_res, output_size, report, lap, *, max_batch: int | None = None,

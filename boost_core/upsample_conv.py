@@ -100,11 +100,25 @@ class UpsampledConv2d(nn.Module):
         if h < STRIP or w < STRIP:
             return self._original(x)
         k = self.conv.out_channels
-        z = self.phase(x)  # (n, 4k, h, w): phases (a, b, k)
-        z = z.permute(0, 2, 3, 1).reshape(n, h, w, 2, 2, k)  # a view when z is channels-last
-        out = x.new_empty((n, h, 2, w, 2, k))
-        out.copy_(z.permute(0, 1, 3, 2, 4, 5))
-        out = out.view(n, 2 * h, 2 * w, k).permute(0, 3, 1, 2)  # (n, k, 2h, 2w), channels-last strides
+        phase = self.phase
+        if isinstance(phase, winograd.WinogradConv2d) and phase.compiled(x) and phase.uses_winograd(h, w):
+            out = x.new_empty((n, 2 * h, 2 * w, k))  # each phase (a, b) written straight to pixels (2y + a, 2x + b)
+
+            def place(m: torch.Tensor, first: int, rows: int, cols: int) -> None:
+                for a in range(2):
+                    for b in range(2):
+                        phase.kernels.output_transform(m, rows, cols, out, self.conv.bias,
+                                                       top=2 * winograd.TILE * first + a, left=b, step=2,
+                                                       channel_offset=(2 * a + b) * k, channels=k)
+
+            phase.compiled_bands(x, place)
+            out = out.permute(0, 3, 1, 2)
+        else:
+            z = phase(x)  # (n, 4k, h, w): phases (a, b, k)
+            z = z.permute(0, 2, 3, 1).reshape(n, h, w, 2, 2, k)  # a view when z is channels-last
+            out = x.new_empty((n, h, 2, w, 2, k))
+            out.copy_(z.permute(0, 1, 3, 2, 4, 5))
+            out = out.view(n, 2 * h, 2 * w, k).permute(0, 3, 1, 2)  # (n, k, 2h, 2w), channels-last strides
         out[:, :, :BORDER] = self._original(x[:, :, :STRIP])[:, :, :BORDER]
         out[:, :, -BORDER:] = self._original(x[:, :, -STRIP:])[:, :, -BORDER:]
         out[:, :, :, :BORDER] = self._original(x[:, :, :, :STRIP])[:, :, :, :BORDER]

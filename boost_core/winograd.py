@@ -121,21 +121,6 @@ def convolve_tiles(slab: torch.Tensor, tile: int, u: torch.Tensor, b_kron: torch
         _place(y.reshape(n, rows * tile, cols * tile, k)[:, :height, :width], target, bias)
 
 
-def convolve_tiles_native(kernels, nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int, u: torch.Tensor,
-                          target: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """:func:`convolve_tiles` with the compiled transforms of ``kernels`` (a ``native_kernels.WinogradKernels``).
-
-    nhwc (n, h, w, c) float32, unit channel stride: the whole input map (no padded copy; pixels outside it read as
-    zeros); the band's tiles start at input pixel (top, left), rows x cols of them. u, target, bias as there.
-    """
-    alpha = round(u.shape[0] ** 0.5)
-    v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)
-    m = kernels.transformed_buffer(alpha, v.shape[1], u.shape[-1], v)
-    torch.bmm(v, u, out=m)
-    del v
-    kernels.output_transform(m, rows, cols, target, bias)
-
-
 def qualifies(conv: nn.Module, compiled: bool = False) -> bool:
     """Whether ``conv`` is a plain 3x3 'same' convolution this module computes faster (see the module doc).
 
@@ -195,23 +180,45 @@ class WinogradConv2d(nn.Module):
             return self.conv(x)
         if self.u is None:
             self._prepare()
-        tiles_h, tiles_w = -(-h // TILE), -(-w // TILE)
-        nhwc = x.permute(0, 2, 3, 1)  # a view; contiguous when x is channels-last
         out = x.new_empty((n, h, w, self.out_channels))
+        if self.compiled(x):
+            def place(m: torch.Tensor, first: int, rows: int, cols: int) -> None:
+                self.kernels.output_transform(m, rows, cols, out[:, first * TILE:(first + rows) * TILE],
+                                              self.conv.bias)
+
+            self.compiled_bands(x, place)
+        else:
+            nhwc = x.permute(0, 2, 3, 1)  # a view; contiguous when x is channels-last
+            for first, rows, cols in self._bands(x):
+                self._band(nhwc, out, first * TILE, rows, cols)
+        return out.permute(0, 3, 1, 2)
+
+    def _bands(self, x: torch.Tensor):
+        """(first tile row, tile rows, tile columns) of each band: transformed bands of about BAND_BYTES."""
+        n, c, h, w = x.shape
+        tiles_h, tiles_w = -(-h // TILE), -(-w // TILE)
         per_row = n * tiles_w * ALPHA * ALPHA * max(c, self.out_channels) * x.element_size()
         band = max(1, min(tiles_h, BAND_BYTES // per_row))
-        native = self.kernels is not None and x.dtype == torch.float32 == self.u.dtype
-        if native and nhwc.stride(3) != 1:
-            nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
         for first in range(0, tiles_h, band):
-            rows = min(band, tiles_h - first)
-            top = first * TILE
-            if native:
-                convolve_tiles_native(self.kernels, nhwc, top - 1, -1, rows, tiles_w, self.u,
-                                      out[:, top:top + rows * TILE], self.conv.bias)
-            else:
-                self._band(nhwc, out, top, rows, tiles_w)
-        return out.permute(0, 3, 1, 2)
+            yield first, min(band, tiles_h - first), tiles_w
+
+    def compiled(self, x: torch.Tensor) -> bool:
+        """Whether x goes through the compiled transforms (given, float32)."""
+        return self.kernels is not None and x.dtype == torch.float32 and self.conv.weight.dtype == torch.float32
+
+    def compiled_bands(self, x: torch.Tensor, place) -> None:
+        """The Winograd convolution of x with the compiled transforms, band by band of tile rows; the outputs are
+        left to ``place(m, first, rows, cols)`` (M (36, P, k) of tile rows [first, first + rows)), which writes
+        them where its caller wants them (``output_transform``, possibly with a step and channel ranges)."""
+        if self.u is None:
+            self._prepare()
+        nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
+        for first, rows, cols in self._bands(x):
+            v = self.kernels.input_transform(nhwc, first * TILE - 1, -1, rows, cols, ALPHA)
+            m = self.kernels.transformed_buffer(ALPHA, v.shape[1], self.out_channels, v)
+            torch.bmm(v, self.u, out=m)
+            del v
+            place(m, first, rows, cols)
 
     def _band(self, nhwc: torch.Tensor, out: torch.Tensor, top: int, rows: int, tiles_w: int) -> None:
         """Output rows [top, top + 4 rows) of every column, from input rows [top - 1, top + 4 rows + 1)."""
@@ -236,5 +243,4 @@ def replace_convolutions(model: nn.Module, kernels=None) -> int:
                        lambda conv: WinogradConv2d(conv, kernels))
 
 
-__all__ = ["WinogradConv2d", "convolve_tiles", "convolve_tiles_native", "qualifies", "replace_convolutions",
-           "transformed_weights"]
+__all__ = ["WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions", "transformed_weights"]

@@ -90,6 +90,24 @@ def test_batched_patch_estimates_match_double_estimate(networks):
         np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
+def test_cpu_batches_pairs_except_the_high_resolution_base_inputs(networks, monkeypatch):
+    forwards = []
+    real_forward = schedule._forward
+
+    def recording(nets, model, batch, kind):
+        forwards.append((kind, tuple(batch.shape)))
+        return real_forward(nets, model, batch, kind)
+
+    monkeypatch.setattr(schedule, "_forward", recording)
+    monkeypatch.setattr(schedule, "CPU_MAX_BATCHED_BASE_PIXELS", 48 * 48)  # stands for 448²: 32² batched, 64² not
+    assert networks.device == "cpu" and schedule.default_max_batch(networks.device) == schedule.CPU_MAX_BATCH == 2
+    rng = np.random.default_rng(6)
+    patches = [cv_blur(rng.random((40, 40, 3))) for _ in range(2)]
+    schedule.batched_patch_estimates(networks, patches, 32, max_batch=schedule.default_max_batch("cpu"))
+    assert [(kind, shape[0], shape[-1]) for kind, shape in forwards] == [
+        ("base", 2, 32), ("base", 1, 64), ("base", 1, 64), ("merge", 2, schedule.MERGE_SIZE)]
+
+
 def test_batch_size_respects_the_budget():
     assert schedule.batch_size("base", 768 * 768, memory_budget=1, max_batch=8) == 1
     assert schedule.batch_size("merge", 1024 * 1024, memory_budget=10**12, max_batch=3) == 3

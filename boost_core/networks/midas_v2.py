@@ -80,9 +80,9 @@ class MidasNet(nn.Module):
             nn.Conv2d(features, 128, 3, padding=1),
             Interpolate(),
             nn.Conv2d(128, 32, 3, padding=1),
-            nn.ReLU(),
+            nn.ReLU(inplace=True),  # in place on the map the convolution just made (as in the reference)
             nn.Conv2d(32, 1, 1),
-            nn.ReLU(),  # non_negative=True
+            nn.ReLU(inplace=True),  # non_negative=True
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
