@@ -91,3 +91,25 @@ def test_replaces_the_midas_decoder_convolutions(checkpoints, monkeypatch):
     assert swapped == 21
     assert sum(isinstance(m, winograd.WinogradConv2d) for m in model.modules()) == swapped
     assert float((got - expected).abs().max() / (expected.max() - expected.min())) < 1e-4
+
+
+@pytest.mark.parametrize("form", ["3x3", "stride2"])
+def test_transformed_weights_are_g_w_gt(form):
+    """u[s*a + t, c, k] = sum_ij G[s, i] G[t, j] w[k, c, i, j] (float64, stored float32), and the two Kronecker
+    products, for F(4x4, 3x3) and the stride-2 layers' F(4x4, 2x2)."""
+    import numpy as np
+
+    from boost_core import winograd_stride2
+
+    module = winograd if form == "3x3" else winograd_stride2
+    g, b_t, a_t = module.G, module.B_T, module.A_T
+    torch.manual_seed(3)
+    r = g.shape[1]
+    weight = torch.randn(24, 40, r, r)
+    u, b_kron, a_kron = winograd.transformed_weights(weight, g, b_t, a_t)
+    alpha = g.shape[0]
+    expected = torch.einsum("si,tj,kcij->stck", torch.from_numpy(g), torch.from_numpy(g), weight.double())
+    assert u.dtype == torch.float32 and u.is_contiguous() and u.shape == (alpha * alpha, 40, 24)
+    assert torch.allclose(u.double(), expected.reshape(alpha * alpha, 40, 24), rtol=1e-6, atol=1e-6)
+    assert torch.equal(b_kron, torch.from_numpy(np.kron(b_t, b_t)).float())
+    assert torch.equal(a_kron, torch.from_numpy(np.kron(a_t, a_t)).float())
