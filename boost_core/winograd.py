@@ -202,9 +202,8 @@ class WinogradConv2d(nn.Module):
         n, c, h, w = x.shape
         tiles_h, tiles_w = -(-h // TILE), -(-w // TILE)
         per_row = n * tiles_w * ALPHA * ALPHA * max(c, self.out_channels) * x.element_size()
-        band = max(1, min(tiles_h, BAND_BYTES // per_row))
-        for first in range(0, tiles_h, band):
-            yield first, min(band, tiles_h - first), tiles_w
+        for first, rows in tile_row_bands(tiles_h, per_row, BAND_BYTES):
+            yield first, rows, tiles_w
 
     def compiled(self, x: torch.Tensor) -> bool:
         """Whether x goes through the compiled transforms (given, float32)."""
@@ -238,6 +237,14 @@ class WinogradConv2d(nn.Module):
         convolve_tiles(slab, TILE, self.u, self.b_kron, self.a_kron, out[:, top:top + rows * TILE], self.conv.bias)
 
 
+def tile_row_bands(tiles_h: int, bytes_per_tile_row: int, band_bytes: int):
+    """(first tile row, tile rows) of consecutive bands covering ``tiles_h`` tile rows, each band's transformed
+    tensor about ``band_bytes`` (``bytes_per_tile_row`` per row), at least one row a band."""
+    band = max(1, min(tiles_h, band_bytes // bytes_per_tile_row))
+    for first in range(0, tiles_h, band):
+        yield first, min(band, tiles_h - first)
+
+
 def replace_convolutions(model: nn.Module, kernels=None) -> int:
     """Swap every qualifying Conv2d of ``model`` for a :class:`WinogradConv2d`, in place; returns the count.
 
@@ -247,4 +254,5 @@ def replace_convolutions(model: nn.Module, kernels=None) -> int:
                        lambda conv: WinogradConv2d(conv, kernels))
 
 
-__all__ = ["WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions", "transformed_weights"]
+__all__ = ["WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions", "tile_row_bands",
+           "transformed_weights"]

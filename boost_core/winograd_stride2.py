@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer_swap import swap_layers
-from .winograd import convolve_tiles, transformed_weights
+from .winograd import convolve_tiles, tile_row_bands, transformed_weights
 
 TILE = 4  # output tile side (m)
 ALPHA = TILE + 1  # input tile side (m + r - 1)
@@ -106,9 +106,7 @@ class _Valid2x2:
         tiles_h, tiles_w = -(-out_h // TILE), -(-out_w // TILE)
         out = nhwc.new_empty((n, out_h, out_w, k))
         per_row = n * tiles_w * ALPHA * ALPHA * max(c, k) * nhwc.element_size()
-        band = max(1, min(tiles_h, BAND_BYTES // per_row))
-        for first in range(0, tiles_h, band):
-            rows = min(band, tiles_h - first)
+        for first, rows in tile_row_bands(tiles_h, per_row, BAND_BYTES):
             top = first * TILE
             slab = nhwc.new_empty((n, rows * TILE + 1, tiles_w * TILE + 1, c))
             bottom_in = min(top + rows * TILE + 1, h)
@@ -125,10 +123,8 @@ class _Valid2x2:
         input and write their output in place (no padded, unshuffled or phase-interleaved copies)."""
         kernels, c, k = self.kernels, self.in_channels, self.out_channels
         tiles_h, tiles_w = -(-out_h // TILE), -(-out_w // TILE)
-        per_row = n * tiles_w * ALPHA * ALPHA * max(c, k) * 4
-        band = max(1, min(tiles_h, BAND_BYTES // per_row))
-        for first in range(0, tiles_h, band):
-            rows = min(band, tiles_h - first)
+        per_row = n * tiles_w * ALPHA * ALPHA * max(c, k) * like.element_size()
+        for first, rows in tile_row_bands(tiles_h, per_row, BAND_BYTES):
             v = kernels.transformed_buffer(ALPHA, n * rows * tiles_w, c, like)
             fill(v, first, rows, tiles_w)
             m = kernels.transformed_buffer(ALPHA, n * rows * tiles_w, k, like)

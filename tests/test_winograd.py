@@ -113,3 +113,15 @@ def test_transformed_weights_are_g_w_gt(form):
     assert torch.allclose(u.double(), expected.reshape(alpha * alpha, 40, 24), rtol=1e-6, atol=1e-6)
     assert torch.equal(b_kron, torch.from_numpy(np.kron(b_t, b_t)).float())
     assert torch.equal(a_kron, torch.from_numpy(np.kron(a_t, a_t)).float())
+
+
+@pytest.mark.parametrize("tiles_h, per_row, band_bytes, rows_each", [
+    (10, 100, 350, 3),  # 3 rows fit: bands of 3, 3, 3 and the last 1
+    (7, 100, 1, 1),  # a row larger than the budget: still one row a band
+    (5, 100, 10**9, 5),  # everything in one band
+])
+def test_tile_row_bands_cover_every_row_once(tiles_h, per_row, band_bytes, rows_each):
+    bands = list(winograd.tile_row_bands(tiles_h, per_row, band_bytes))
+    assert [first for first, _ in bands] == list(range(0, tiles_h, rows_each))
+    assert sum(rows for _, rows in bands) == tiles_h
+    assert all(rows == rows_each for _, rows in bands[:-1]) and 0 < bands[-1][1] <= rows_each
