@@ -19,6 +19,7 @@ import numpy as np
 
 from . import merging, patches, resolution, schedule
 from .double_estimation import MERGE_SIZE, Cancelled, DepthNetworks, double_estimate, min_max
+from .local_boosting import PatchCanvas
 
 MODES = ("single", "r0", "r20", "final")
 OUTPUT_SIZES = ("input", "full")
@@ -227,44 +228,21 @@ def _locate_first(weights_module, names, folder):
 
 def _local_boost(result: BoostResult, rgb, networks: DepthNetworks, max_res, output_size, report, lap):
     """Final mode: select patches on the upsampled image and merge their double estimates into the base."""
-    spec = networks.net
-    rf = spec.receptive_field
-    height, width = rgb.shape[:2]
-    report({"event": "stage", "stage": "patches"})
-    shape_t = patches.target_shape((height, width), result.R, result.factor, max_res)
-    rgb_t = patches.upsample_image(rgb, shape_t)
-    selected = patches.select_patches(rgb_t, rf, result.factor)
-    result.target_shape = shape_t
-    result.patches = selected
-    lap("patch_selection")
-
-    scale = height / shape_t[0] if output_size == "input" else 1.0
-    canvas_shape = patches.merge_canvas_shape(shape_t, scale)
-    rgb_canvas = merging.resize_cubic(rgb_t, canvas_shape)
-    del rgb_t
-    base = merging.resize_cubic(result.whole_estimate, canvas_shape)
-    canvas = base.copy()
-    masks = merging.FeatherMasks()
-    lap("patch_selection")
-    for done, patch in enumerate(selected):
-        report({"event": "progress", "done": done, "of": len(selected), "fraction": done / len(selected)})
-        x, y, w, h = patches.scale_rect(patch.rect, scale)
-        patch_rgb = rgb_canvas[y:y + h, x:x + w]
-        base_crop = base[y:y + h, x:x + w]  # the untouched R20 base, not the accumulator (reference behaviour)
-        crop_shape = base_crop.shape
-        estimate = merging.resize_cubic(double_estimate(networks, patch_rgb, rf, 2 * rf), (MERGE_SIZE,) * 2)
+    rf = networks.net.receptive_field
+    canvas = PatchCanvas.open(result, rgb, rf, max_res, output_size, report, lap)
+    for done, patch in enumerate(canvas.selected):
+        report({"event": "progress", "done": done, "of": len(canvas.selected),
+                "fraction": done / len(canvas.selected)})
+        x, y, w, h = canvas.rect(patch)
+        base_crop = canvas.base[y:y + h, x:x + w]
+        estimate = merging.resize_cubic(double_estimate(networks, canvas.rgb[y:y + h, x:x + w], rf, 2 * rf),
+                                        (MERGE_SIZE,) * 2)
         base_1024 = merging.resize_cubic(base_crop, (MERGE_SIZE,) * 2)
         merged = networks.merge(base_1024, estimate)
-        aligned = merging.align_to_base(merged, base_1024)
-        aligned = merging.resize_cubic(aligned, crop_shape)
-        merging.blend_into(canvas, (x, y, w, h), aligned, masks(crop_shape))
+        aligned = merging.resize_cubic(merging.align_to_base(merged, base_1024), base_crop.shape)
+        canvas.blend((x, y, w, h), aligned)
         lap("patch_merge")
-    if selected:
-        report({"event": "progress", "done": len(selected), "of": len(selected), "fraction": 1.0})
-        result.boosted = True
-        result.depth = merging.resize_cubic(canvas, (height, width)) if output_size == "input" else canvas
-    else:
-        result.warnings.append("no patch qualified for local boosting (R20 result)")
+    canvas.finish(result, output_size, report)
 
 
 def _long_side(shape: tuple[int, int], side: int) -> tuple[int, int]:

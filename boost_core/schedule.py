@@ -170,46 +170,25 @@ def local_boost(result, rgb, networks, max_res, output_size, report, lap, *, max
     group's double estimates and merges run batched, then each patch is aligned and blended in order, so
     the canvas sees exactly the one-at-a-time sequence of operations.
     """
-    from . import merging, patches
+    from . import merging
+    from .local_boosting import PatchCanvas
 
     max_batch = default_max_batch(networks.device) if max_batch is None else max_batch
     options = dict(memory_budget=memory_budget, max_batch=max_batch)
     rf = networks.net.receptive_field
-    height, width = rgb.shape[:2]
-    report({"event": "stage", "stage": "patches"})
-    shape_t = patches.target_shape((height, width), result.R, result.factor, max_res)
-    rgb_t = patches.upsample_image(rgb, shape_t)
-    selected = patches.select_patches(rgb_t, rf, result.factor)
-    result.target_shape = shape_t
-    result.patches = selected
-    lap("patch_selection")
-
-    scale = height / shape_t[0] if output_size == "input" else 1.0
-    canvas_shape = patches.merge_canvas_shape(shape_t, scale)
-    rgb_canvas = merging.resize_cubic(rgb_t, canvas_shape)
-    del rgb_t
-    base = merging.resize_cubic(result.whole_estimate, canvas_shape)
-    canvas = base.copy()
-    masks = merging.FeatherMasks()
-    lap("patch_selection")
+    canvas = PatchCanvas.open(result, rgb, rf, max_res, output_size, report, lap)
+    selected = canvas.selected
     done = 0
     for group in _chunks(selected, max(1, max_batch)):
         report({"event": "progress", "done": done, "of": len(selected), "fraction": done / len(selected)})
-        rects = [patches.scale_rect(patch.rect, scale) for patch in group]
-        patch_rgbs = [rgb_canvas[y:y + h, x:x + w] for x, y, w, h in rects]
-        # the untouched R20 base, not the accumulator (reference behaviour)
-        base_crops = [base[y:y + h, x:x + w] for x, y, w, h in rects]
+        rects = [canvas.rect(patch) for patch in group]
+        patch_rgbs = [canvas.rgb[y:y + h, x:x + w] for x, y, w, h in rects]
+        base_crops = [canvas.base[y:y + h, x:x + w] for x, y, w, h in rects]  # the untouched R20 base
         estimates = batched_patch_estimates(networks, patch_rgbs, rf, **options)  # already (1024, 1024)
         bases_1024 = [merging.resize_cubic(crop, (MERGE_SIZE,) * 2) for crop in base_crops]
         merged = batched_merge(networks, bases_1024, estimates, **options)
         for rect, crop, one, base_1024 in zip(rects, base_crops, merged, bases_1024):
-            aligned = merging.resize_cubic(merging.align_to_base(one, base_1024), crop.shape)
-            merging.blend_into(canvas, rect, aligned, masks(crop.shape))
+            canvas.blend(rect, merging.resize_cubic(merging.align_to_base(one, base_1024), crop.shape))
         done += len(group)
         lap("patch_merge")
-    if selected:
-        report({"event": "progress", "done": len(selected), "of": len(selected), "fraction": 1.0})
-        result.boosted = True
-        result.depth = merging.resize_cubic(canvas, (height, width)) if output_size == "input" else canvas
-    else:
-        result.warnings.append("no patch qualified for local boosting (R20 result)")
+    canvas.finish(result, output_size, report)
