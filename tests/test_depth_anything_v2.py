@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from boost_core.networks import depth_anything_v2, dinov2, estimate, registry
+from boost_core.networks import depth_anything_v2, dinov2, estimate, registry, vit_blocks
 from boost_core.networks.checkpoint import CheckpointError
 from paths import DATA
 from golden import GOLDEN, assert_matches, photo
@@ -144,7 +144,7 @@ def test_chunked_attention_equals_the_plain_one(monkeypatch):
     tokens = torch.randn(1, 1 + 37 * 20, 384)
     with torch.inference_mode():
         plain = attention(tokens)
-        monkeypatch.setattr(dinov2, "ATTENTION_CHUNK_ELEMENTS", 6 * 741 * 50)  # 50 query rows per chunk
+        monkeypatch.setattr(vit_blocks, "ATTENTION_CHUNK_ELEMENTS", 6 * 741 * 50)  # 50 query rows per chunk
         chunked = attention(tokens)
     assert torch.allclose(plain, chunked, rtol=0, atol=1e-6)
 

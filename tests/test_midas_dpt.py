@@ -21,7 +21,7 @@ import torch
 
 import synthetic_weights as sw
 from boost_core import weights
-from boost_core.networks import estimate, midas_dpt, registry
+from boost_core.networks import estimate, midas_dpt, registry, vit_blocks
 from boost_core.networks.checkpoint import CheckpointError, load_strict
 from paths import DATA
 from golden import GOLDEN, assert_matches, photo
@@ -173,7 +173,7 @@ def test_beit_chunked_attention_equals_unchunked(monkeypatch):
             p.normal_(0, 0.2)
         tokens = torch.randn(1, 1 + 5 * 7, 64)
         whole = attention(tokens, 5, 7)
-        monkeypatch.setattr(midas_dpt, "ATTENTION_CHUNK_ELEMENTS", 4 * 36 * 5)  # 5 query rows per chunk
+        monkeypatch.setattr(vit_blocks, "ATTENTION_CHUNK_ELEMENTS", 4 * 36 * 5)  # 5 query rows per chunk
         chunked = attention(tokens, 5, 7)
     assert torch.allclose(whole, chunked, rtol=0, atol=1e-6)
 

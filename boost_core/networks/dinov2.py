@@ -21,14 +21,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .vit_blocks import Mlp, attention
+
 PATCH_SIZE = 14
 #: side of the pretraining patch grid the pos_embed was learnt for (518 px / 14)
 POS_GRID = 37
 #: added to the target grid size before computing the interpolation scale factor (DINOv2's rule)
 INTERPOLATE_OFFSET = 0.1
 LAYER_NORM_EPS = 1e-6
-#: elements of one attention-matrix chunk (float32: 256 MiB); bounds memory at large inputs
-ATTENTION_CHUNK_ELEMENTS = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,7 @@ class PatchEmbed(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention: softmax((q * d**-0.5) k^T) v, q scaled before the product (as DINOv2).
 
-    The attention matrix is computed in chunks of query rows when it would exceed
-    ``ATTENTION_CHUNK_ELEMENTS``; each row's softmax is independent, so chunking gives the same result.
+    The attention matrix is computed in chunks of query rows when large (``vit_blocks.attention``).
     """
 
     def __init__(self, dim: int, num_heads: int):
@@ -81,28 +80,8 @@ class Attention(nn.Module):
         batch, tokens, dim = x.shape
         heads = self.num_heads
         qkv = self.qkv(x).reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv[0] * self.scale, qkv[1], qkv[2]  # (B, heads, N, d)
-        kt = k.transpose(-2, -1)
-        rows = max(1, ATTENTION_CHUNK_ELEMENTS // (batch * heads * tokens))
-        if rows >= tokens:
-            out = (q @ kt).softmax(dim=-1) @ v
-        else:
-            out = torch.cat([(q[:, :, i:i + rows] @ kt).softmax(dim=-1) @ v for i in range(0, tokens, rows)],
-                            dim=2)
+        out = attention(qkv[0], qkv[1], qkv[2], self.scale, scale_first=True)  # (B, heads, N, d)
         return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact (erf) GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class LayerScale(nn.Module):

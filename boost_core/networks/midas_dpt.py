@@ -29,11 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from .depth_anything_v2 import FeatureFusionBlock  # the DPT fusion block, identical in both families
+from .vit_blocks import Mlp, attention
 
 PATCH = 16
 LAYER_NORM_EPS = 1e-6
-#: elements of one attention-matrix chunk (float32: 256 MiB); bounds memory at large inputs
-ATTENTION_CHUNK_ELEMENTS = 64 * 1024 * 1024
 FEATURES = 256
 HEAD_HIDDEN = 32
 
@@ -59,43 +58,6 @@ VARIANTS: dict[str, Variant] = {
 
 
 # ------------------------------------------------------------------------------------------ attention
-def _attention(q, k, v, scale: float, scale_first: bool, bias_rows=None) -> torch.Tensor:
-    """softmax(q k^T * scale [+ bias]) v over (B, heads, N, d), in chunks of query rows when large.
-
-    scale_first: q is scaled before the product (BEiT) instead of the product after it (timm ViT).
-    bias_rows(start, stop) -> (heads, stop - start, N) additive bias for those query rows, or None.
-    Rows are independent, so chunking does not change the result.
-    """
-    batch, heads, tokens, _ = q.shape
-    kt = k.transpose(-2, -1)
-    if scale_first:
-        q = q * scale
-    rows = max(1, ATTENTION_CHUNK_ELEMENTS // (batch * heads * tokens))
-    out = []
-    for start in range(0, tokens, rows):
-        stop = min(tokens, start + rows)
-        logits = q[:, :, start:stop] @ kt
-        if not scale_first:
-            logits = logits * scale
-        if bias_rows is not None:
-            logits = logits + bias_rows(start, stop).unsqueeze(0)
-        out.append(logits.softmax(dim=-1) @ v)
-    return out[0] if len(out) == 1 else torch.cat(out, dim=2)
-
-
-class Mlp(nn.Module):
-    """fc1 -> exact GELU -> fc2."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class VitAttention(nn.Module):
     """timm 0.6.12 ViT attention: (q k^T) * d**-0.5, qkv with bias."""
 
@@ -109,7 +71,7 @@ class VitAttention(nn.Module):
     def forward(self, x):
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = _attention(q, k, v, self.scale, scale_first=False)
+        out = attention(q, k, v, self.scale, scale_first=False)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
@@ -353,7 +315,7 @@ class BeitAttention(nn.Module):
             index = _relative_index(ph, pw, torch.arange(start, stop, device=x.device), device=x.device)
             return table[index].permute(2, 0, 1)
 
-        out = _attention(q, k, v, self.scale, scale_first=True, bias_rows=bias_rows)
+        out = attention(q, k, v, self.scale, scale_first=True, bias_rows=bias_rows)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
