@@ -45,7 +45,7 @@ ENV_REGISTRY = "BOOST_DEPTH_REGISTRY"  # a studio's JSON file of extra / overrid
 DOWNLOAD_COMMAND = "python -m boost_core weights"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class WeightFile:
     """One weight file.
 
@@ -65,12 +65,12 @@ class WeightFile:
     urls: tuple[str, ...]
     size: int | None
     sha256: str | None
-    sha256_prefix: str | None
     licence: str
     licence_note: str
-    manual: bool
-    manual_instructions: str
     networks: tuple[str, ...]
+    sha256_prefix: str | None = None
+    manual: bool = False
+    manual_instructions: str = ""
     requires_acceptance: bool = False
     title: str = ""
 
@@ -95,7 +95,6 @@ _ENTRIES = (
         ),
         size=318268048,
         sha256="50ec735d74ed6499562d898f41b49343e521808b8dae589aa3c2f5c9ac9f7462",
-        sha256_prefix=None,
         licence="Academic use only",
         licence_note=(
             "The merge network of 'Boosting Monocular Depth Estimation Models to High-Resolution' "
@@ -104,8 +103,6 @@ _ENTRIES = (
             "https://github.com/compphoto/BoostingMonocularDepth/blob/main/LICENSE before downloading; "
             "commercial use needs the authors' permission."
         ),
-        manual=False,
-        manual_instructions="",
         networks=("merge_net",),
         requires_acceptance=True,
     ),
@@ -119,8 +116,6 @@ _ENTRIES = (
         sha256_prefix="f46da743",
         licence="MIT",
         licence_note=_MIT_MIDAS,
-        manual=False,
-        manual_instructions="",
         networks=("midas_v2",),
     ),
     WeightFile(
@@ -136,8 +131,6 @@ _ENTRIES = (
         sha256_prefix="f6b98070",
         licence="MIT",
         licence_note=_MIT_MIDAS,
-        manual=False,
-        manual_instructions="",
         networks=("midas_v2",),
     ),
     WeightFile(
@@ -147,14 +140,11 @@ _ENTRIES = (
         urls=(f"{_HF_ANNOTATORS}/res101.pth",),
         size=530760553,
         sha256="1d696b2ef3e8336b057d0c15bc82d2fecef821bfebe5ef9d7671a5ec5dde520b",
-        sha256_prefix=None,
         licence="Non-commercial, no redistribution",
         licence_note=(
             "LeReS weights (Adobe Research licence): non-commercial use only, no redistribution. Read "
             "https://github.com/aim-uofa/AdelaiDepth/blob/main/LeReS/LICENSE before downloading."
         ),
-        manual=False,
-        manual_instructions="",
         networks=("leres",),
         requires_acceptance=True,
     ),
@@ -165,7 +155,6 @@ _ENTRIES = (
         urls=(),
         size=None,
         sha256=None,
-        sha256_prefix=None,
         licence="Non-commercial research only",
         licence_note=(
             "SGR weights: non-commercial research use only "
@@ -191,11 +180,8 @@ _ENTRIES = (
         urls=("https://github.com/isl-org/MiDaS/releases/download/v3_1/dpt_beit_large_512.pt",),
         size=1581966003,
         sha256="9e9e900747e9e8b3112df716979219836a27716277b3d0dc53889cbba8b82328",
-        sha256_prefix=None,
         licence="MIT",
         licence_note=_MIT_MIDAS,
-        manual=False,
-        manual_instructions="",
         networks=("dpt_beit_large_512",),
     ),
     WeightFile(
@@ -211,8 +197,6 @@ _ENTRIES = (
         sha256_prefix="501f0c75",
         licence="MIT",
         licence_note=_MIT_MIDAS,
-        manual=False,
-        manual_instructions="",
         networks=("dpt_hybrid_384",),
     ),
     WeightFile(
@@ -225,8 +209,6 @@ _ENTRIES = (
         sha256_prefix="2f21e586",
         licence="MIT",
         licence_note=_MIT_MIDAS,
-        manual=False,
-        manual_instructions="",
         networks=("dpt_large_384",),
     ),
     WeightFile(
@@ -240,11 +222,8 @@ _ENTRIES = (
         ),
         size=99218434,
         sha256="715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378",
-        sha256_prefix=None,
         licence="Apache-2.0",
         licence_note="Apache License 2.0 (https://huggingface.co/depth-anything/Depth-Anything-V2-Small).",
-        manual=False,
-        manual_instructions="",
         networks=("depth_anything_v2_small",),
     ),
     WeightFile(
@@ -258,11 +237,8 @@ _ENTRIES = (
         ),
         size=389961218,
         sha256="0d2b7002e62d39d655571c371333340bd88f67ab95050c03591555aa05645328",
-        sha256_prefix=None,
         licence="CC-BY-NC-4.0",
         licence_note="Depth Anything V2 Base weights: " + _CC_BY_NC,
-        manual=False,
-        manual_instructions="",
         networks=("depth_anything_v2_base",),
         requires_acceptance=True,
     ),
@@ -277,11 +253,8 @@ _ENTRIES = (
         ),
         size=1341395338,
         sha256="a7ea19fa0ed99244e67b624c72b8580b7e9553043245905be58796a608eb9345",
-        sha256_prefix=None,
         licence="CC-BY-NC-4.0",
         licence_note="Depth Anything V2 Large weights: " + _CC_BY_NC,
-        manual=False,
-        manual_instructions="",
         networks=("depth_anything_v2_large",),
         requires_acceptance=True,
     ),
