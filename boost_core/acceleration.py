@@ -23,7 +23,8 @@ by the parity goldens in ``tests/``):
   library built once with the system C compiler (``boost_core.native_kernels``: one pass each instead of a padded
   copy, a gather, a GEMM with K = 36 and a strided copy: the Winograd layers of MiDaS v2 at 768² 1.88 -> 1.47 s),
   and with them lower floors for Winograd (128 -> 128 channels, maps from 32 tiles, the merge net's 128 -> 256 and
-  256 -> 64 layers, MiDaS v2's head phases: MiDaS v2 a further -7% at 384², -4% at 768², LeReS -9%, SGR -16%);
+  256 -> 64 layers, MiDaS v2's head phases: MiDaS v2 a further -7% at 384², -4% at 768², LeReS -9%, SGR -16%),
+  and F(6x6, 3x3) on large maps (MiDaS v2 another -3% at 384², -6% at 768², LeReS -6..11%, SGR -12%);
   without a C compiler it keeps the torch form and its floors; True requires it (an error names what is missing),
   False keeps the torch form.
 * ``layer_rewrites``: "auto" (default) computes two layer patterns of the channels-last networks on CPU in an

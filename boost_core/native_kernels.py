@@ -8,7 +8,7 @@ project's CPU a 256 -> 256 channel band of 48 x 48 tiles transforms in ~10 ms in
 
     kernels = native_kernels.winograd_kernels()      # None when no compiler is found (see unavailable_reason())
     v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)   # (a*a, P, c), padded batch stride
-    kernels.output_transform(m, rows, cols, target, bias)             # target (n, <= 4 rows, <= 4 cols, k)
+    kernels.output_transform(m, rows, cols, target, bias)             # target (n, <= m rows, <= m cols, k)
 
 The library is compiled once per source / compiler / flags into a per-user cache folder
 (``$BOOST_DEPTH_CACHE`` if set) and loaded from there afterwards; building takes about a second. Without a C
@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).resolve().parent / "native" / "winograd_transforms.c"
-ABI = 2  # boost_depth_kernels_abi() of the source
+ABI = 3  # boost_depth_kernels_abi() of the source
 ENV_CACHE = "BOOST_DEPTH_CACHE"
-ALPHAS = (5, 6)  # input tile sides compiled: F(4x4, 2x2) and F(4x4, 3x3)
+ALPHAS = (5, 6, 8)  # input tile sides compiled: F(4x4, 2x2), F(4x4, 3x3) and F(6x6, 3x3)
+TILES = {5: 4, 6: 4, 8: 6}  # output tile side m of each
 STREAM_PAD = 16  # floats between consecutive a*a slices of V and M: their streams must not alias in the caches
 
 _unavailable: str | None = None
@@ -154,10 +155,10 @@ class WinogradKernels:
                         step: int = 1, out: torch.Tensor | None = None, channel_offset: int = 0) -> torch.Tensor:
         """V (a*a, n*rows*cols, c) of the a x a tiles of ``nhwc`` (n, h, w, c), float32, unit channel stride.
 
-        Tile (r, q) covers the virtual pixels 4 r + [0, a) x 4 q + [0, a); virtual pixel (y, x) is map pixel
-        (top + step y, left + step x), zero outside the map (step 2: one polyphase component). Written into
-        ``out[:, :, channel_offset:channel_offset + c]`` when given (a buffer of :meth:`transformed_buffer`), else
-        into a new V of c channels.
+        Tile (r, q) covers the virtual pixels m r + [0, a) x m q + [0, a) (m = TILES[a]); virtual pixel (y, x) is
+        map pixel (top + step y, left + step x), zero outside the map (step 2: one polyphase component). Written
+        into ``out[:, :, channel_offset:channel_offset + c]`` when given (a buffer of :meth:`transformed_buffer`),
+        else into a new V of c channels.
         """
         n, h, w, c = nhwc.shape
         if nhwc.dtype != torch.float32 or nhwc.stride(3) != 1 or nhwc.device.type != "cpu":
@@ -177,7 +178,8 @@ class WinogradKernels:
         """Writes A^T M A + bias of every tile into ``target`` (n, height, width, k), float32, unit channel stride.
 
         Reads M's channels [channel_offset, channel_offset + k) (k = ``channels`` or all); output pixel (i, j) of
-        tile (r, q) goes to target pixel (top + step (4 r + i), left + step (4 q + j)) when that is inside target.
+        tile (r, q) goes to target pixel (top + step (m r + i), left + step (m q + j)) when that is inside target
+        (m = TILES[a], a = sqrt(M.shape[0])).
         ``bias``: (k,) for those channels, or None.
         """
         alpha = round(m.shape[0] ** 0.5)

@@ -101,17 +101,17 @@ class UpsampledConv2d(nn.Module):
             return self._original(x)
         k = self.conv.out_channels
         phase = self.phase
-        if isinstance(phase, winograd.WinogradConv2d) and phase.compiled(x) and phase.uses_winograd(h, w):
+        algorithm = phase.algorithm(h, w) if isinstance(phase, winograd.WinogradConv2d) else None
+        if algorithm is not None and phase.compiled(x):
             out = x.new_empty((n, 2 * h, 2 * w, k))  # each phase (a, b) written straight to pixels (2y + a, 2x + b)
 
-            def place(m: torch.Tensor, first: int, rows: int, cols: int) -> None:
+            def place(m: torch.Tensor, top: int, rows: int, cols: int) -> None:
                 for a in range(2):
                     for b in range(2):
-                        phase.kernels.output_transform(m, rows, cols, out, self.conv.bias,
-                                                       top=2 * winograd.TILE * first + a, left=b, step=2,
-                                                       channel_offset=(2 * a + b) * k, channels=k)
+                        phase.kernels.output_transform(m, rows, cols, out, self.conv.bias, top=2 * top + a, left=b,
+                                                       step=2, channel_offset=(2 * a + b) * k, channels=k)
 
-            phase.compiled_bands(x, place)
+            phase.compiled_bands(x, place, algorithm)
             out = out.permute(0, 3, 1, 2)
         else:
             z = phase(x)  # (n, 4k, h, w): phases (a, b, k)

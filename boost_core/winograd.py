@@ -1,4 +1,5 @@
-"""3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3): 36 multiplies per 4x4 output tile instead of 144.
+"""3x3 convolutions by Winograd's minimal filtering F(4x4, 3x3): 36 multiplies per 4x4 output tile instead of 144
+(and, on large maps with the compiled transforms, F(6x6, 3x3): 64 per 6x6 tile instead of 324).
 
 The base networks' decoders (MiDaS v2 refine blocks, LeReS / SGR feature fusion) spend about half of a forward in
 dense 3x3 convolutions with 128-2048 channels, which oneDNN already runs at this CPU's GEMM peak (~150 GFLOP/s on
@@ -27,10 +28,21 @@ The merge net's 4x4 stride-2 (up-)convolutions, rewritten as 3x3 convolutions wi
 out slower this way (merge net 1.45 -> 1.9 s); they are 2x2 convolutions in disguise and ``boost_core.winograd_stride2``
 computes them by F(4x4, 2x2) instead.
 
+F(6x6, 3x3) (points 0, +-1, +-2, +-1/2, infinity; 8x8 input tiles) needs 21% fewer multiplies than F(4x4, 3x3) and
+moves 21% less transformed data, but its transformed weights are 1.8x F(4x4)'s and its rounding about twice as
+large (max ~1.5e-5 of a layer's range; whole MiDaS v2 forwards within ~1.4e-6 of the F(4x4)-only ones), so it is
+used with the compiled transforms on maps of >= F6_MIN_TILES 6x6 tiles only. Measured (NHWC, 2 threads, median of
+9, F4 -> F6): 256->256 at 192² 107 -> 83 ms, at 144² 74 -> 46 ms, at 96² 29 -> 28 ms, at 48² 11 -> 10 ms; 256->128
+at 384² 288 -> 272 ms; 128->128 at 384² 193 -> 176 ms; but 1024->256 at 48² 26 -> 28 ms and 2048->256 at 24² 19 ->
+22 ms (the weights dominate). Whole forwards, interleaved, median of 3-5: MiDaS v2 -3.4% at 384², -5.9% at 768²,
+-6.8% at 1152²; LeReS -5.7% / -11% at 448² / 896²; SGR -12% at 448².
+
 Large maps are processed in bands of tile rows so that the transformed tensors stay near ``BAND_BYTES`` each.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -52,6 +64,9 @@ BAND_BYTES = 64 * 2**20  # bytes of one transformed band (V or M), bounds the ex
 # at 448².
 COMPILED_MIN_CHANNEL_PRODUCT = 128 * 128
 COMPILED_MIN_TILES = 32
+# With compiled transforms, maps of at least this many 6x6 output tiles (and C_in / 4) go through F(6x6, 3x3)
+# instead: 64 multiplies per 6x6 tile (1.78 per output) instead of 36 per 4x4 one (2.25), 21% less transformed data
+F6_MIN_TILES = 128
 
 # Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", F(4x4, 3x3)
 B_T = np.array([[4, 0, -5, 0, 1, 0],
@@ -70,6 +85,50 @@ A_T = np.array([[1, 1, 1, 1, 1, 0],
                 [0, 1, -1, 2, -2, 0],
                 [0, 1, 1, 4, 4, 0],
                 [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+
+# F(6x6, 3x3) from the points 0, +-1, +-2, +-1/2, infinity (Toom-Cook: A^T and G are Vandermonde rows at the points,
+# B^T the inverse transpose of the 8-point one; each point's row of B^T scaled to small integers, G's by the inverse)
+B_T6 = np.array([[4, 0, -21, 0, 21, 0, -4, 0],
+                 [0, -4, -4, 17, 17, -4, -4, 0],
+                 [0, 4, -4, -17, 17, 4, -4, 0],
+                 [0, 2, 1, -10, -5, 8, 4, 0],
+                 [0, -2, 1, 10, -5, -8, 4, 0],
+                 [0, 4, 8, -5, -10, 1, 2, 0],
+                 [0, -4, 8, 5, -10, -1, 2, 0],
+                 [0, -4, 0, 21, 0, -21, 0, 4]], dtype=np.float64)
+G6 = np.array([[1 / 4, 0, 0],
+               [1 / 18, 1 / 18, 1 / 18],
+               [1 / 18, -1 / 18, 1 / 18],
+               [1 / 360, 1 / 180, 1 / 90],
+               [1 / 360, -1 / 180, 1 / 90],
+               [16 / 45, 8 / 45, 4 / 45],
+               [16 / 45, -8 / 45, 4 / 45],
+               [0, 0, 1 / 4]], dtype=np.float64)
+A_T6 = np.array([[1, 1, 1, 1, 1, 1, 1, 0],
+                 [0, 1, -1, 2, -2, 1 / 2, -1 / 2, 0],
+                 [0, 1, 1, 4, 4, 1 / 4, 1 / 4, 0],
+                 [0, 1, -1, 8, -8, 1 / 8, -1 / 8, 0],
+                 [0, 1, 1, 16, 16, 1 / 16, 1 / 16, 0],
+                 [0, 1, -1, 32, -32, 1 / 32, -1 / 32, 1]], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class ToomCook:
+    """One Winograd algorithm F(m x m, 3x3): output tile side m and its matrices G (a, 3), B^T (a, a), A^T (m, a)."""
+
+    tile: int
+    g: np.ndarray = field(repr=False)
+    b_t: np.ndarray = field(repr=False)
+    a_t: np.ndarray = field(repr=False)
+
+    @property
+    def alpha(self) -> int:
+        """Input tile side a = m + 2."""
+        return self.tile + 2
+
+
+F4 = ToomCook(4, G, B_T, A_T)
+F6 = ToomCook(6, G6, B_T6, A_T6)
 
 
 def transformed_weights(weight: torch.Tensor, g: np.ndarray, b_t: np.ndarray, a_t: np.ndarray):
@@ -150,58 +209,69 @@ class WinogradConv2d(nn.Module):
             product = MIN_CHANNEL_PRODUCT if kernels is None else COMPILED_MIN_CHANNEL_PRODUCT
             raise ValueError(f"not a 3x3 stride-1 padding-1 dense convolution with >= {MIN_CHANNELS} input and output "
                              f"channels, >= {product} in x out: {conv}")
-        self.conv = conv  # the direct path, for maps too small to gain (see :meth:`uses_winograd`)
+        self.conv = conv  # the direct path, for maps too small to gain (see :meth:`algorithm`)
         self.in_channels, self.out_channels = conv.in_channels, conv.out_channels
-        self.u: torch.Tensor | None = None  # (36, C_in, C_out) transformed weights, built at the first Winograd call
-        self.b_kron: torch.Tensor | None = None  # (36, 36) kron(B^T, B^T)
-        self.a_kron: torch.Tensor | None = None  # (16, 36) kron(A^T, A^T)
+        # per output tile side m: (u (a*a, C_in, C_out), kron(B^T, B^T), kron(A^T, A^T)), built at m's first call
+        self.transformed: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self.kernels = kernels  # native_kernels.WinogradKernels for the transforms, None: torch operations
 
     def extra_repr(self) -> str:
-        kind = "compiled" if self.kernels is not None else "torch"
-        return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3) from {MIN_TILES} tiles, {kind} transforms"
+        if self.kernels is None:
+            return f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3) from {MIN_TILES} tiles, torch transforms"
+        return (f"{self.in_channels}, {self.out_channels}, F(4x4, 3x3) from {COMPILED_MIN_TILES} tiles, "
+                f"F(6x6, 3x3) from {F6_MIN_TILES} tiles, compiled transforms")
 
-    def uses_winograd(self, height: int, width: int) -> bool:
-        """Whether a (height, width) input map goes through Winograd (else the direct convolution).
+    def algorithm(self, height: int, width: int) -> ToomCook | None:
+        """The Winograd algorithm for a (height, width) input map: F4, F6 or None (the direct convolution).
 
         Measured (NHWC, 2 threads): the transformed weights are 4x the direct ones and every call reads them, so a
         map needs enough 4x4 tiles to amortise them: >= MIN_TILES tiles and >= C_in / 4 tiles (256->256: 0.8x at 36²,
         1.1x at 48², 1.5x at 72², 1.8x at 192²; 1024->256: 1.0x at 48², 1.6x at 72²; 2048->256: 0.5x at 36²).
-        With compiled transforms every map of >= COMPILED_MIN_TILES tiles gains (see :data:`COMPILED_MIN_TILES`).
+        With compiled transforms every map of >= COMPILED_MIN_TILES tiles gains, and maps of >= F6_MIN_TILES 6x6
+        tiles (and >= C_in / 4 of them) gain more from F(6x6, 3x3).
         """
         tiles = -(-height // TILE) * -(-width // TILE)
         if self.kernels is not None:  # compiled transforms: from COMPILED_MIN_TILES tiles, any width
-            return tiles >= COMPILED_MIN_TILES
-        return tiles >= MIN_TILES and tiles >= TILES_PER_IN_CHANNEL * self.in_channels
+            tiles6 = -(-height // F6.tile) * -(-width // F6.tile)
+            if tiles6 >= F6_MIN_TILES and tiles6 >= TILES_PER_IN_CHANNEL * self.in_channels:
+                return F6
+            return F4 if tiles >= COMPILED_MIN_TILES else None
+        return F4 if tiles >= MIN_TILES and tiles >= TILES_PER_IN_CHANNEL * self.in_channels else None
 
-    def _prepare(self) -> None:
-        """Transformed weights, in float64 then the conv's dtype (once; ~4x the memory of the direct weights)."""
-        self.u, self.b_kron, self.a_kron = transformed_weights(self.conv.weight, G, B_T, A_T)
+    def uses_winograd(self, height: int, width: int) -> bool:
+        """Whether a (height, width) input map goes through Winograd (else the direct convolution)."""
+        return self.algorithm(height, width) is not None
+
+    def weights_for(self, algorithm: ToomCook):
+        """(u, kron(B^T, B^T), kron(A^T, A^T)) of ``algorithm``: built in float64 at its first call, then kept."""
+        if algorithm.tile not in self.transformed:
+            self.transformed[algorithm.tile] = transformed_weights(self.conv.weight, algorithm.g, algorithm.b_t,
+                                                                   algorithm.a_t)
+        return self.transformed[algorithm.tile]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        if not self.uses_winograd(h, w):
+        algorithm = self.algorithm(h, w)
+        if algorithm is None:
             return self.conv(x)
-        if self.u is None:
-            self._prepare()
         out = x.new_empty((n, h, w, self.out_channels))
         if self.compiled(x):
-            def place(m: torch.Tensor, first: int, rows: int, cols: int) -> None:
-                self.kernels.output_transform(m, rows, cols, out[:, first * TILE:(first + rows) * TILE],
-                                              self.conv.bias)
+            def place(m: torch.Tensor, top: int, rows: int, cols: int) -> None:
+                self.kernels.output_transform(m, rows, cols, out[:, top:], self.conv.bias)
 
-            self.compiled_bands(x, place)
+            self.compiled_bands(x, place, algorithm)
         else:
             nhwc = x.permute(0, 2, 3, 1)  # a view; contiguous when x is channels-last
-            for first, rows, cols in self._bands(x):
-                self._band(nhwc, out, first * TILE, rows, cols)
+            for first, rows, cols in self._bands(x, algorithm):
+                self._band(nhwc, out, first * algorithm.tile, rows, cols, algorithm)
         return out.permute(0, 3, 1, 2)
 
-    def _bands(self, x: torch.Tensor):
+    def _bands(self, x: torch.Tensor, algorithm: ToomCook):
         """(first tile row, tile rows, tile columns) of each band: transformed bands of about BAND_BYTES."""
         n, c, h, w = x.shape
-        tiles_h, tiles_w = -(-h // TILE), -(-w // TILE)
-        per_row = n * tiles_w * ALPHA * ALPHA * max(c, self.out_channels) * x.element_size()
+        tile, alpha = algorithm.tile, algorithm.alpha
+        tiles_h, tiles_w = -(-h // tile), -(-w // tile)
+        per_row = n * tiles_w * alpha * alpha * max(c, self.out_channels) * x.element_size()
         for first, rows in tile_row_bands(tiles_h, per_row, BAND_BYTES):
             yield first, rows, tiles_w
 
@@ -209,32 +279,36 @@ class WinogradConv2d(nn.Module):
         """Whether x goes through the compiled transforms (given, float32)."""
         return self.kernels is not None and x.dtype == torch.float32 and self.conv.weight.dtype == torch.float32
 
-    def compiled_bands(self, x: torch.Tensor, place) -> None:
-        """The Winograd convolution of x with the compiled transforms, band by band of tile rows; the outputs are
-        left to ``place(m, first, rows, cols)`` (M (36, P, k) of tile rows [first, first + rows)), which writes
-        them where its caller wants them (``output_transform``, possibly with a step and channel ranges)."""
-        if self.u is None:
-            self._prepare()
+    def compiled_bands(self, x: torch.Tensor, place, algorithm: ToomCook) -> None:
+        """The Winograd convolution of x by ``algorithm`` with the compiled transforms, band by band of tile rows;
+        the outputs are left to ``place(m, top, rows, cols)`` (M (a*a, P, k) of the tile rows whose outputs start at
+        map row ``top``), which writes them where its caller wants them (``output_transform``, possibly with a
+        step and channel ranges)."""
+        u = self.weights_for(algorithm)[0]
         nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        for first, rows, cols in self._bands(x):
-            v = self.kernels.input_transform(nhwc, first * TILE - 1, -1, rows, cols, ALPHA)
-            m = self.kernels.transformed_buffer(ALPHA, v.shape[1], self.out_channels, v)
-            torch.bmm(v, self.u, out=m)
+        for first, rows, cols in self._bands(x, algorithm):
+            top = first * algorithm.tile
+            v = self.kernels.input_transform(nhwc, top - 1, -1, rows, cols, algorithm.alpha)
+            m = self.kernels.transformed_buffer(algorithm.alpha, v.shape[1], self.out_channels, v)
+            torch.bmm(v, u, out=m)
             del v
-            place(m, first, rows, cols)
+            place(m, top, rows, cols)
 
-    def _band(self, nhwc: torch.Tensor, out: torch.Tensor, top: int, rows: int, tiles_w: int) -> None:
-        """Output rows [top, top + 4 rows) of every column, from input rows [top - 1, top + 4 rows + 1)."""
+    def _band(self, nhwc: torch.Tensor, out: torch.Tensor, top: int, rows: int, tiles_w: int,
+              algorithm: ToomCook) -> None:
+        """Output rows [top, top + m rows) of every column, from input rows [top - 1, top + m rows + 1)."""
         n, h, w, c = nhwc.shape
-        slab = nhwc.new_empty((n, rows * TILE + 2, tiles_w * TILE + 2, c))
-        src_top, src_bottom = max(top - 1, 0), min(top + rows * TILE + 1, h)
+        tile = algorithm.tile
+        slab = nhwc.new_empty((n, rows * tile + 2, tiles_w * tile + 2, c))
+        src_top, src_bottom = max(top - 1, 0), min(top + rows * tile + 1, h)
         first, last = src_top - (top - 1), src_bottom - (top - 1)  # slab rows holding image rows
         slab[:, :first].zero_()  # zero padding of 1 above the image, below it and right of it (tail tiles too)
         slab[:, last:].zero_()
         slab[:, :, 0].zero_()
         slab[:, :, w + 1:].zero_()
         slab[:, first:last, 1:w + 1] = nhwc[:, src_top:src_bottom]
-        convolve_tiles(slab, TILE, self.u, self.b_kron, self.a_kron, out[:, top:top + rows * TILE], self.conv.bias)
+        u, b_kron, a_kron = self.weights_for(algorithm)
+        convolve_tiles(slab, tile, u, b_kron, a_kron, out[:, top:top + rows * tile], self.conv.bias)
 
 
 def tile_row_bands(tiles_h: int, bytes_per_tile_row: int, band_bytes: int):
@@ -254,5 +328,5 @@ def replace_convolutions(model: nn.Module, kernels=None) -> int:
                        lambda conv: WinogradConv2d(conv, kernels))
 
 
-__all__ = ["WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions", "tile_row_bands",
-           "transformed_weights"]
+__all__ = ["F4", "F6", "ToomCook", "WinogradConv2d", "convolve_tiles", "qualifies", "replace_convolutions",
+           "tile_row_bands", "transformed_weights"]

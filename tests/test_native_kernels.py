@@ -14,21 +14,25 @@ def kernels():
     return found
 
 
-def tiles_of(nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int, alpha: int) -> torch.Tensor:
-    """(n, rows, cols, alpha, alpha, c) float64 tiles at (top + 4 r, left + 4 q); zeros outside the map."""
+def tiles_of(nhwc: torch.Tensor, top: int, left: int, rows: int, cols: int, alpha: int, m: int) -> torch.Tensor:
+    """(n, rows, cols, alpha, alpha, c) float64 tiles at (top + m r, left + m q); zeros outside the map."""
     n, h, w, c = nhwc.shape
-    pad = alpha + 4 * max(rows, cols)
+    pad = alpha + m * max(rows, cols)
     canvas = torch.zeros(n, h + 2 * pad, w + 2 * pad, c, dtype=torch.float64)
     canvas[:, pad:pad + h, pad:pad + w] = nhwc.double()
     out = torch.empty(n, rows, cols, alpha, alpha, c, dtype=torch.float64)
     for r in range(rows):
         for q in range(cols):
-            y, x = pad + top + 4 * r, pad + left + 4 * q
+            y, x = pad + top + m * r, pad + left + m * q
             out[:, r, q] = canvas[:, y:y + alpha, x:x + alpha]
     return out
 
 
-@pytest.mark.parametrize("alpha, b_t", [(6, winograd.B_T), (5, winograd_stride2.B_T)])
+TRANSFORMS = [(6, winograd.B_T, winograd.A_T), (5, winograd_stride2.B_T, winograd_stride2.A_T),
+              (8, winograd.B_T6, winograd.A_T6)]  # F(4x4, 3x3), F(4x4, 2x2), F(6x6, 3x3)
+
+
+@pytest.mark.parametrize("alpha, b_t", [(alpha, b_t) for alpha, b_t, _ in TRANSFORMS])
 def test_input_transform_is_b_t_d_b(kernels, alpha, b_t):
     torch.manual_seed(alpha)
     nhwc = torch.randn(2, 13, 22, 20)  # 20 channels: two 8-wide blocks and a scalar tail of 4
@@ -36,25 +40,38 @@ def test_input_transform_is_b_t_d_b(kernels, alpha, b_t):
     v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)
     assert v.shape == (alpha * alpha, 2 * rows * cols, 20) and v.stride(0) > v.shape[1] * 20  # padded slices
     bt = torch.from_numpy(b_t)
-    d = tiles_of(nhwc, top, left, rows, cols, alpha)  # (n, rows, cols, a, a, c)
+    d = tiles_of(nhwc, top, left, rows, cols, alpha, native_kernels.TILES[alpha])  # (n, rows, cols, a, a, c)
     expected = torch.einsum("il,nrqljc,mj->imnrqc", bt, d, bt).reshape(alpha * alpha, -1, 20)
     assert float((v.double() - expected).abs().max()) < 1e-5 * float(expected.abs().max())
 
 
-@pytest.mark.parametrize("alpha, a_t, bias", [(6, winograd.A_T, True), (5, winograd_stride2.A_T, False)])
+@pytest.mark.parametrize("alpha, a_t, bias", [(alpha, a_t, alpha != 5) for alpha, _, a_t in TRANSFORMS])
 def test_output_transform_is_a_t_m_a_plus_bias(kernels, alpha, a_t, bias):
     torch.manual_seed(10 + alpha)
     n, rows, cols, k = 2, 5, 9, 19  # 19 channels: 8 + 8 + a tail of 3
+    t = native_kernels.TILES[alpha]
     m = torch.randn(alpha * alpha, n * rows * cols, k)
     b = torch.randn(k) if bias else None
-    target = torch.full((n, 4 * rows - 3, 4 * cols - 1, k), float("nan"))  # the last tiles are partly outside
+    target = torch.full((n, t * rows - 3, t * cols - 1, k), float("nan"))  # the last tiles are partly outside
     kernels.output_transform(m, rows, cols, target, b)
     at = torch.from_numpy(a_t)
-    y = torch.einsum("il,lmpk,jm->pijk", at, m.double().view(alpha, alpha, -1, k), at)  # (P, 4, 4, k)
-    y = y.view(n, rows, cols, 4, 4, k).permute(0, 1, 3, 2, 4, 5).reshape(n, 4 * rows, 4 * cols, k)
+    y = torch.einsum("il,lmpk,jm->pijk", at, m.double().view(alpha, alpha, -1, k), at)  # (P, t, t, k)
+    y = y.view(n, rows, cols, t, t, k).permute(0, 1, 3, 2, 4, 5).reshape(n, t * rows, t * cols, k)
     expected = y[:, :target.shape[1], :target.shape[2]] + (0 if b is None else b.double())
     assert not target.isnan().any()  # every pixel written
     assert float((target.double() - expected).abs().max()) < 1e-5 * float(expected.abs().max())
+
+
+def test_large_maps_take_f6_small_ones_f4_tiny_ones_the_direct_convolution(kernels):
+    """With compiled transforms: F(6x6, 3x3) from F6_MIN_TILES 6x6 tiles (and C_in / 4), F(4x4, 3x3) from
+    COMPILED_MIN_TILES 4x4 tiles, the direct convolution below."""
+    layer = winograd.WinogradConv2d(torch.nn.Conv2d(256, 256, 3, padding=1), kernels)
+    assert layer.algorithm(96, 96) is winograd.F6  # 256 tiles of 6x6
+    assert layer.algorithm(48, 48) is winograd.F4  # 64 tiles of 6x6, 144 of 4x4
+    assert layer.algorithm(20, 20) is None  # 25 tiles of 4x4
+    wide = winograd.WinogradConv2d(torch.nn.Conv2d(1024, 256, 3, padding=1), kernels)
+    assert wide.algorithm(96, 96) is winograd.F6 and wide.algorithm(72, 72) is winograd.F4  # 144 < 1024 / 4
+    assert winograd.WinogradConv2d(torch.nn.Conv2d(256, 256, 3, padding=1)).algorithm(384, 384) is winograd.F4
 
 
 def test_work_is_split_between_threads_with_the_same_result(kernels):
@@ -71,18 +88,20 @@ def test_work_is_split_between_threads_with_the_same_result(kernels):
     assert torch.equal(one, three)
 
 
+@pytest.mark.parametrize("algorithm", [winograd.F4, winograd.F6], ids=["F4", "F6"])
 @pytest.mark.parametrize("shape", [(2, 128, 13, 22), (1, 256, 37, 30)])
-def test_winograd_layer_with_kernels_matches_direct_convolution(kernels, shape, monkeypatch):
-    monkeypatch.setattr(winograd, "MIN_TILES", 0)
-    monkeypatch.setattr(winograd, "TILES_PER_IN_CHANNEL", 0)
+def test_winograd_layer_with_kernels_matches_direct_convolution(kernels, shape, algorithm, monkeypatch):
     monkeypatch.setattr(winograd, "BAND_BYTES", 1)  # one tile row per band: band seams everywhere
     torch.manual_seed(sum(shape))
     conv = torch.nn.Conv2d(shape[1], 260, 3, padding=1)  # 260: a scalar tail of 4 channels
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
     expected = torch.nn.functional.conv2d(x.double(), conv.weight.double(), conv.bias.double(), padding=1).detach()
+    fast, plain = winograd.WinogradConv2d(conv, kernels), winograd.WinogradConv2d(conv)
+    for layer in (fast, plain):  # Winograd by ``algorithm`` on every map, however small
+        monkeypatch.setattr(layer, "algorithm", lambda height, width: algorithm)
     with torch.inference_mode():
-        fast, plain = winograd.WinogradConv2d(conv, kernels), winograd.WinogradConv2d(conv)
         got, torch_form = fast(x), plain(x)
+    assert list(fast.transformed) == [algorithm.tile]
     assert "compiled" in fast.extra_repr() and "torch" in plain.extra_repr()
     scale = float(expected.abs().max())
     assert float((got.double() - expected).abs().max()) < 3e-5 * scale
@@ -172,5 +191,5 @@ def test_upsampled_head_phases_by_winograd_match_the_original_head(kernels):
     expected = torch.nn.functional.conv2d(up, conv.weight.double(), conv.bias.double(), padding=1).detach()
     with torch.inference_mode():
         got = fast(x)
-    assert fast.phase.u is not None  # computed by Winograd
+    assert fast.phase.transformed  # computed by Winograd
     assert float((got.double() - expected).abs().max()) < 3e-5 * float(expected.abs().max())

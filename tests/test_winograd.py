@@ -1,4 +1,7 @@
-"""Winograd F(4x4, 3x3) convolutions: the direct convolution's numbers (float32 rounding), any shape and layout."""
+"""Winograd F(4x4, 3x3) and F(6x6, 3x3) convolutions: the direct convolution's numbers (float32 rounding), any shape
+and layout."""
+
+import random
 
 import pytest
 import torch
@@ -17,26 +20,29 @@ def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:
     return float((got.double() - expected).abs().max() / expected.abs().max())
 
 
+@pytest.mark.parametrize("algorithm", [winograd.F4, winograd.F6], ids=["F4", "F6"])
 @pytest.mark.parametrize("shape, bias, channels_last, band_bytes", [
-    ((2, 128, 13, 22), True, False, winograd.BAND_BYTES),  # batch 2, sizes not multiples of 4, NCHW input
+    ((2, 128, 13, 22), True, False, winograd.BAND_BYTES),  # batch 2, sizes not multiples of 4 or 6, NCHW input
     ((1, 256, 7, 5), False, True, winograd.BAND_BYTES),  # no bias, channels-last input
     ((1, 128, 1, 1), True, True, winograd.BAND_BYTES),  # a single pixel: all padding
-    ((1, 128, 37, 30), True, True, 1),  # one tile row per band: band seams at every 4th row
-    ((1, 160, 64, 48), True, False, 600_000),  # several rows per band, whole tiles
+    ((1, 128, 37, 30), True, True, 1),  # one tile row per band: band seams at every tile row
+    ((1, 160, 72, 48), True, False, 600_000),  # several rows per band, whole tiles
 ])
-def test_matches_direct_convolution(shape, bias, channels_last, band_bytes, monkeypatch):
+def test_matches_direct_convolution(shape, bias, channels_last, band_bytes, algorithm, monkeypatch):
+    """The torch form, by either algorithm (this form picks F4 by itself; F6 forced here)."""
     monkeypatch.setattr(winograd, "BAND_BYTES", band_bytes)
-    monkeypatch.setattr(winograd, "MIN_TILES", 0)  # Winograd on every map, however small
-    monkeypatch.setattr(winograd, "TILES_PER_IN_CHANNEL", 0)
     torch.manual_seed(sum(shape))
     conv = torch.nn.Conv2d(shape[1], 256, 3, padding=1, bias=bias)
     x = torch.randn(shape)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     expected = direct_float64(conv, x)
+    layer = winograd.WinogradConv2d(conv)
+    monkeypatch.setattr(layer, "algorithm", lambda height, width: algorithm)  # Winograd on every map, however small
     with torch.inference_mode():
-        got = winograd.WinogradConv2d(conv)(x)
+        got = layer(x)
         direct = conv(x)
+    assert list(layer.transformed) == [algorithm.tile]
     assert got.shape == expected.shape and got.dtype == torch.float32
     assert got.is_contiguous(memory_format=torch.channels_last)
     assert relative_error(got, expected) < 3e-5  # float32 direct convolution: ~2e-6
@@ -53,9 +59,9 @@ def test_small_maps_take_the_direct_convolution():
     assert not winograd.WinogradConv2d(torch.nn.Conv2d(2048, 256, 3, padding=1)).uses_winograd(72, 64)  # 288 < 512
     with torch.inference_mode():
         assert torch.equal(layer(small), conv(small))  # the direct convolution itself, bit for bit
-        assert layer.u is None  # transformed weights only once a map needs them
+        assert not layer.transformed  # transformed weights only once a map needs them
         got, direct = layer(large), conv(large)
-    assert layer.u is not None and layer.u.shape == (36, 512, 256)
+    assert layer.transformed[4][0].shape == (36, 512, 256)
     assert not torch.equal(got, direct)  # a different algorithm ...
     assert relative_error(got, direct_float64(conv, large)) < 3e-5  # ... with the same numbers
 
@@ -93,16 +99,40 @@ def test_replaces_the_midas_decoder_convolutions(checkpoints, monkeypatch):
     assert float((got - expected).abs().max() / (expected.max() - expected.min())) < 1e-4
 
 
-@pytest.mark.parametrize("form", ["3x3", "stride2"])
+@pytest.mark.parametrize("algorithm", [winograd.F4, winograd.F6], ids=["F4", "F6"])
+def test_toom_cook_matrices_compute_the_correlation_exactly(algorithm):
+    """A^T [(G g) * (B^T d)] = the m outputs of the 3-tap correlation of d (length m + 2), in exact fractions."""
+    from fractions import Fraction
+
+    def exact(matrix):
+        return [[Fraction(float(value)).limit_denominator(10_000) for value in row] for row in matrix]
+
+    g_m, b_t, a_t = exact(algorithm.g), exact(algorithm.b_t), exact(algorithm.a_t)
+    assert all(float(value) == original for row, row0 in zip(b_t + a_t, list(algorithm.b_t) + list(algorithm.a_t))
+               for value, original in zip(row, row0))  # B^T and A^T are exact in binary: no rounding in them
+    rng = random.Random(algorithm.tile)
+    for _ in range(5):
+        g = [Fraction(rng.randint(-99, 99), rng.randint(1, 9)) for _ in range(3)]
+        d = [Fraction(rng.randint(-99, 99), rng.randint(1, 9)) for _ in range(algorithm.alpha)]
+        gg = [sum(row[i] * g[i] for i in range(3)) for row in g_m]
+        bd = [sum(row[i] * d[i] for i in range(algorithm.alpha)) for row in b_t]
+        y = [sum(row[i] * gg[i] * bd[i] for i in range(algorithm.alpha)) for row in a_t]
+        assert y == [sum(g[k] * d[i + k] for k in range(3)) for i in range(algorithm.tile)]
+
+
+@pytest.mark.parametrize("form", ["3x3", "3x3 F6", "stride2"])
 def test_transformed_weights_are_g_w_gt(form):
     """u[s*a + t, c, k] = sum_ij G[s, i] G[t, j] w[k, c, i, j] (float64, stored float32), and the two Kronecker
-    products, for F(4x4, 3x3) and the stride-2 layers' F(4x4, 2x2)."""
+    products, for F(4x4, 3x3), F(6x6, 3x3) and the stride-2 layers' F(4x4, 2x2)."""
     import numpy as np
 
     from boost_core import winograd_stride2
 
-    module = winograd if form == "3x3" else winograd_stride2
-    g, b_t, a_t = module.G, module.B_T, module.A_T
+    module = {"3x3": winograd.F4, "3x3 F6": winograd.F6, "stride2": winograd_stride2}[form]
+    if form == "stride2":
+        g, b_t, a_t = module.G, module.B_T, module.A_T
+    else:
+        g, b_t, a_t = module.g, module.b_t, module.a_t
     torch.manual_seed(3)
     r = g.shape[1]
     weight = torch.randn(24, 40, r, r)
