@@ -1,7 +1,8 @@
 """Command line: ``python -m boost_core IMAGE [IMAGE ...] --net ... --mode ... --output DIR`` and subcommands.
 
 With ``--progress json`` stdout carries only JSON objects, one per line (the protocol the Blender extension
-reads: start / stage / progress / result / error / done); human-readable messages go to stderr.
+reads: start / stage / progress / result / error / done, the last with the job's peak memory: ``peak_rss_mib``
+and, on CUDA, ``cuda_peak_mib``); human-readable messages go to stderr.
 Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (weights, device), 130 cancelled.
 """
 
@@ -14,6 +15,8 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+
+from . import peak_memory
 
 SUBCOMMANDS = {  # name -> module with main(argv) -> int
     "weights": "boost_core.weights_cli",
@@ -146,7 +149,7 @@ def estimate_main(argv: list[str]) -> int:
         networks, device = _setup(args)
     except Exception as error:  # weights missing/corrupt, device unavailable: nothing can run
         reporter.emit({"event": "error", "image": None, "message": str(error), "hint": getattr(error, "hint", "")})
-        reporter.emit({"event": "done", "ok": 0, "failed": len(args.images)})
+        reporter.emit({"event": "done", "ok": 0, "failed": len(args.images), **peak_memory.job_memory()})
         reporter.message(f"error: {error}")
         return EXIT_USAGE
     ok = failed = 0
@@ -169,13 +172,15 @@ def estimate_main(argv: list[str]) -> int:
                 reporter.message(f"{image_path}: error: {error}")
     except KeyboardInterrupt:
         reporter.image = None
-        reporter.emit({"event": "done", "ok": ok, "failed": failed, "cancelled": True})
+        reporter.emit({"event": "done", "ok": ok, "failed": failed, "cancelled": True,
+                       **peak_memory.job_memory(device)})
         reporter.message("cancelled")
         return EXIT_CANCELLED
     reporter.image = None
-    reporter.emit({"event": "done", "ok": ok, "failed": failed})
+    memory = peak_memory.job_memory(device)
+    reporter.emit({"event": "done", "ok": ok, "failed": failed, **memory})
     if reporter.style != "json" and total > 1:
-        reporter.message(f"{ok} done, {failed} failed")
+        reporter.message(f"{ok} done, {failed} failed; {peak_memory.describe(memory)}".rstrip("; "))
     return EXIT_FAILED if failed else 0
 
 

@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from . import peak_memory
+
 PENDING = "pending"
 RUNNING = "running"
 SUCCEEDED = "succeeded"
@@ -362,7 +364,8 @@ class EngineJob:
         elif self.returncode == 0 and not failed:
             self.state = SUCCEEDED
             self.fraction = 1.0
-            self.message = "Done"
+            memory = peak_memory.describe(self.done or {})
+            self.message = f"Done ({memory})" if memory else "Done"
         else:
             self.state = FAILED
             self.message = self.error_summary()

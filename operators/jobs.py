@@ -142,7 +142,7 @@ def _finalize(a: ActiveJob) -> None:
     a.outcome, a.error = outcome, error
     state.running = False
     state.fraction = 1.0 if outcome == "succeeded" else state.fraction
-    state.message = {"succeeded": "Done", "cancelled": "Cancelled"}.get(outcome, "Failed")
+    state.message = {"succeeded": job.message, "cancelled": "Cancelled"}.get(outcome, "Failed")
     state.last_error = error
     _remove(a.cleanup)
     if bpy.app.timers.is_registered(tick):

@@ -355,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     failed_names = {name for name, _ in failed}
     ok = sum(1 for p, _ in successes if p.name not in failed_names)
     summary = f"done: {ok} ok, {len(failed)} failed, {time.monotonic() - start:.1f} s"
+    memory = core_module("peak_memory").describe(job.done or {})
+    if memory:
+        summary += f" (engine {memory})"
     if args.blend and successes:
         summary += f"; blend: {Path(args.blend).resolve()}"
     say(summary)

@@ -42,6 +42,8 @@ def test_writes_every_format_and_speaks_json_lines(photos, checkpoints, engine_e
     kinds = [e["event"] for e in events]
     assert kinds[0] == "start" and kinds[-1] == "done"
     assert events[-1]["ok"] == 2 and events[-1]["failed"] == 0
+    # the job's peak memory: this process loaded torch and two networks (> 200 MiB); no GPU field on CPU
+    assert events[-1]["peak_rss_mib"] > 200 and "cuda_peak_mib" not in events[-1]
     results = [e for e in events if e["event"] == "result"]
     assert [r["image"].endswith(n) for r, n in zip(results, ("coffee.png", "chelsea.png"))] == [True, True]
     assert {"resolution_search", "whole_image", "writing"} <= {e["stage"] for e in events if e["event"] == "stage"}

@@ -80,6 +80,17 @@ def test_success_collects_results_and_progress_grows():
     assert len(job.events) == len(EVENTS) and not job.errors
 
 
+def test_success_message_carries_the_peak_memory_of_the_done_event():
+    done = {"event": "done", "ok": 2, "failed": 0, "peak_rss_mib": 3993.6}
+    job = child(emit_lines([*EVENTS[:-1], done])).start()
+    assert job.wait(timeout=30) == jobs.SUCCEEDED
+    assert job.message == "Done (peak memory 3.9 GiB)"
+    done = {"event": "done", "ok": 0, "failed": 0, "peak_rss_mib": 2048, "cuda_peak_mib": 7475.2}
+    gpu = child(emit_lines([done]))
+    assert gpu.start().wait(timeout=30) == jobs.SUCCEEDED
+    assert gpu.message == "Done (peak memory 2.0 GiB RAM, 7.3 GiB GPU)"
+
+
 def test_fraction_inside_an_image_follows_stages():
     job = child(emit_lines(EVENTS[:4]) + "import time; time.sleep(30)\n").start()
     deadline = time.monotonic() + 20

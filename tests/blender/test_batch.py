@@ -1,6 +1,7 @@
 """scripts/batch_depth.py as a pipeline runs it: with the bpy wheel (``python scripts/batch_depth.py -- ...``)
 and with a plain Python; folders, frame patterns, --blend, per-image lines, summary and exit codes."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,8 @@ def test_plain_python_without_blend_exits_zero(tmp_path, engine_python, syntheti
     )
     assert out.returncode == 0
     assert "[1/1] a.png: ok" in out.stdout and "done: 1 ok, 0 failed" in out.stdout
+    summary = r"^done: 1 ok, 0 failed, [\d.]+ s \(engine peak memory \d+\.\d GiB\)$"
+    assert re.search(summary, out.stdout, re.MULTILINE), out.stdout
     assert (tmp_path / "out" / "a.npy").is_file()
 
 

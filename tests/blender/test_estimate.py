@@ -4,6 +4,7 @@ synthetic weights, loads the result, cancels mid-run, and survives children that
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import stat
@@ -76,6 +77,8 @@ def test_estimate_creates_the_depth_image_and_files_next_to_the_photo(
     assert hashlib.sha256(photo_path.read_bytes()).hexdigest() == digest
     state = bpy.context.window_manager.boost_depth_job
     assert not state.running and state.fraction == 1.0 and state.last_error == ""
+    # the child's peak RSS, from its done event
+    assert re.fullmatch(r"Done \(peak memory \d+\.\d GiB\)", state.message), state.message
     # and the mesh builds from it
     assert bpy.ops.boost_depth.mesh_from_depth(image=photo.name, resolution=33) == {"FINISHED"}
 
