@@ -19,12 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-
-def status_mib(field: str) -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from boost_core.peak_memory import current_rss_mib, peak_rss_mib  # noqa: E402
 
 
 def make_photo(megapixels: float):
@@ -55,20 +50,20 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     photo = make_photo(args.megapixels)
     print(f"photo {photo.shape[1]}x{photo.shape[0]} ({photo.shape[0] * photo.shape[1] / 1e6:.1f} MP), net {args.net}, "
-          f"max_res {args.max_res}, {torch.get_num_threads()} threads; RSS {status_mib('VmRSS'):.0f} MiB")
+          f"max_res {args.max_res}, {torch.get_num_threads()} threads; RSS {current_rss_mib():.0f} MiB")
     files = {"midas_v2": "midas_v2", "leres": "leres", "sgr": "sgr"}
     with tempfile.TemporaryDirectory() as folder:
         base = write_checkpoint(files.get(args.net, args.net), folder)
         merge = write_checkpoint("merge_net", folder)
         start = time.perf_counter()
         networks = load_networks(args.net, base, merge)
-    print(f"networks loaded in {time.perf_counter() - start:.1f} s; RSS {status_mib('VmRSS'):.0f} MiB, "
-          f"peak {status_mib('VmHWM'):.0f} MiB")
+    print(f"networks loaded in {time.perf_counter() - start:.1f} s; RSS {current_rss_mib():.0f} MiB, "
+          f"peak {peak_rss_mib():.0f} MiB")
 
     def progress(event):
         if event.get("event") == "stage":
-            print(f"  {time.perf_counter() - start:7.1f} s  stage {event['stage']:<18} RSS {status_mib('VmRSS'):6.0f} "
-                  f"MiB, peak {status_mib('VmHWM'):6.0f} MiB", flush=True)
+            print(f"  {time.perf_counter() - start:7.1f} s  stage {event['stage']:<18} RSS {current_rss_mib():6.0f} "
+                  f"MiB, peak {peak_rss_mib():6.0f} MiB", flush=True)
 
     start = time.perf_counter()
     result = boost(photo, args.net, "final", args.max_res, networks=networks, progress=progress)
@@ -77,8 +72,8 @@ def main() -> None:
           f"warnings={result.warnings}")
     for stage, seconds in result.timings.items():
         print(f"  {stage:<20} {seconds:8.1f} s")
-    print(f"total {wall:.1f} s; peak RSS {status_mib('VmHWM'):.0f} MiB "
-          f"({status_mib('VmHWM') / 1024:.2f} GiB); output {result.depth.shape} {result.depth.dtype}")
+    print(f"total {wall:.1f} s; peak RSS {peak_rss_mib():.0f} MiB "
+          f"({peak_rss_mib() / 1024:.2f} GiB); output {result.depth.shape} {result.depth.dtype}")
 
 
 if __name__ == "__main__":

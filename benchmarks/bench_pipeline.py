@@ -8,7 +8,6 @@ output against the golden while it is at it. Figures are printed, never asserted
 
 import argparse
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -17,9 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+from boost_core.peak_memory import peak_rss_mib  # noqa: E402
 
 
 def main() -> None:

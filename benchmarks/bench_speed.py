@@ -36,24 +36,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-
-def vm_hwm_mib() -> float:
-    """Peak resident set size of this process since the last :func:`reset_peak` (MiB)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def vm_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from boost_core.peak_memory import current_rss_mib, peak_rss_mib  # noqa: E402
 
 
 def reset_peak() -> None:
-    """Reset VmHWM to the current RSS (Linux: write 5 to /proc/self/clear_refs); silently a no-op elsewhere."""
+    """Reset the peak (VmHWM) to the current RSS (Linux: write 5 to /proc/self/clear_refs); a no-op elsewhere."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
@@ -114,7 +101,7 @@ def run_variant(args) -> dict:
     reset_peak()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    rss_before = vm_rss_mib()
+    rss_before = current_rss_mib()
     start, cpu = time.perf_counter(), time.process_time()
     max_batch = 1 if args.run_variant == "baseline" else None  # the baseline: one patch at a time
     result = boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"], networks=networks,
@@ -123,7 +110,7 @@ def run_variant(args) -> dict:
     run = {"wall": wall, "cpu": cpu, "load": load,
            "forwards": networks.base_model.seconds + networks.merge_model.seconds,
            "calls": (networks.base_model.calls, networks.merge_model.calls), "stages": dict(result.timings),
-           "peak": vm_hwm_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
+           "peak": peak_rss_mib(), "rss_before": rss_before, "parity": compare(result.depth, final(args.case)),
            "patches": len(result.patches), "R": result.R, "compiled_transforms": _compiled_transforms(options)}
     if cuda:  # the GPU's peak during the job, and what is still allocated once the job's objects are gone
         import gc
@@ -259,16 +246,16 @@ def memory_section(rows):
     photo = np.clip(photo.astype(np.int16) + np.random.default_rng(0).integers(-8, 9, photo.shape), 0, 255)
     photo = photo.astype(np.uint8)  # grain, so that the edge search sees a photo-like texture
     reset_peak()
-    base_rss = vm_rss_mib()
+    base_rss = current_rss_mib()
 
     def stage(label, fn):
         reset_peak()
-        before = vm_rss_mib()
+        before = current_rss_mib()
         start = time.perf_counter()
         out = fn()
-        print(f"{label:<34} peak {vm_hwm_mib():7.0f} MiB (+{vm_hwm_mib() - before:6.0f} over {before:6.0f})  "
+        print(f"{label:<34} peak {peak_rss_mib():7.0f} MiB (+{peak_rss_mib() - before:6.0f} over {before:6.0f})  "
               f"{time.perf_counter() - start:6.1f} s", flush=True)
-        rows.append(f"| 12 MP | {label} | {vm_hwm_mib():.0f} MiB | +{vm_hwm_mib() - before:.0f} MiB |")
+        rows.append(f"| 12 MP | {label} | {peak_rss_mib():.0f} MiB | +{peak_rss_mib() - before:.0f} MiB |")
         return out
 
     print(f"process RSS before: {base_rss:.0f} MiB (torch and the test data loaded)")

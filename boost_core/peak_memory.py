@@ -21,19 +21,32 @@ def peak_rss_mib() -> float | None:
     from a 6 GB Blender would report 6 GB. macOS: ``ru_maxrss`` (bytes); Windows: the peak working set from
     ``GetProcessMemoryInfo``.
     """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024  # kB
-    except (OSError, ValueError):
-        pass
+    linux = _proc_status_mib("VmHWM")
+    if linux is not None:
+        return linux
     try:
         import resource
     except ImportError:
         return _windows_peak_working_set_mib()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / MIB if sys.platform == "darwin" else peak / 1024
+
+
+def current_rss_mib() -> float | None:
+    """Resident set size of this process now (MiB; Linux, else None): what the benchmarks print per stage."""
+    return _proc_status_mib("VmRSS")
+
+
+def _proc_status_mib(field: str) -> float | None:
+    """A kB field of /proc/self/status in MiB; None where there is no /proc."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def _windows_peak_working_set_mib() -> float | None:
