@@ -4,17 +4,19 @@ every model file (size, licence, status, Download), and the Dependencies section
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from .operators import core, jobs, setup
+from .engine_link import request, settings
+from .engine_link import running
+from .operators import setup
 
 
 def _net_items(_self, _context):
-    items = [(n, core.network_title(n), f"Base network {n}") for n in core.network_names()]
+    items = [(n, settings.network_title(n), f"Base network {n}") for n in settings.network_names()]
     _net_items.cache = items
     return items
 
 
 def _forget(_self, _context):
-    core.forget_weights_cache()
+    settings.forget_weights_cache()
 
 
 STATUS_ICONS = {"ok": "CHECKMARK", "unverified": "QUESTION", "missing": "IMPORT", "corrupt": "ERROR"}
@@ -36,9 +38,9 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
         subtype="FILE_PATH",
         description="Path of the python executable that runs the depth engine",
     )
-    device: EnumProperty(name="Device", items=core.DEVICES, default="auto")
+    device: EnumProperty(name="Device", items=settings.DEVICES, default="auto")
     default_net: EnumProperty(name="Default Network", items=_net_items)
-    default_mode: EnumProperty(name="Default Mode", items=core.MODES, default="final")
+    default_mode: EnumProperty(name="Default Mode", items=settings.MODES, default="final")
     models_dir: StringProperty(
         name="Models Folder",
         subtype="DIR_PATH",
@@ -81,7 +83,7 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
         col = box.column()
         col.use_property_split = True
         col.prop(self, "models_dir")
-        folder = core.resolved_models_dir(self)
+        folder = settings.resolved_models_dir(self)
         if folder is not None and not self.models_dir.strip():
             col.label(text=f"Default: {folder}")
         col.prop(self, "mirror")
@@ -91,8 +93,8 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
             box.label(text="or copy the files into the models folder yourself.")
         rows = setup.weight_rows(self)
         if not rows:
-            box.label(text="The weights registry (boost_core.weights) is not available.", icon="ERROR")
-        active = jobs.active()
+            box.label(text="The weights registry (boost_core.weights.store) is not available.", icon="ERROR")
+        active = running.active()
         for r in rows:
             row = box.row()
             split = row.split(factor=0.45)
@@ -118,7 +120,7 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
 
     def draw_dependencies(self, box):
         box.label(text="Dependencies (torch, OpenCV, scikit-image)", icon="PACKAGE")
-        target = core.dependencies_dir()
+        target = request.dependencies_dir()
         box.label(text=f"Folder: {target or 'unavailable'}")
         row = box.row()
         row.operator_menu_enum(

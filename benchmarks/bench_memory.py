@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from boost_core.peak_memory import current_rss_mib, peak_rss_mib  # noqa: E402
+from boost_core.host.peak_memory import current_rss_mib, peak_rss_mib  # noqa: E402
 
 
 def make_photo(megapixels: float):
@@ -44,7 +44,7 @@ def main() -> None:
 
     import torch
 
-    from boost_core.pipeline import boost, load_networks
+    from boost_core.algorithm.pipeline import boost, load_networks
     from synthetic_weights import write_checkpoint
 
     torch.set_num_threads(args.threads)

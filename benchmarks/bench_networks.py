@@ -8,7 +8,6 @@ at 1024² is timed too. Figures are printed, never asserted.
 """
 
 import argparse
-import importlib
 import sys
 import time
 from functools import partial
@@ -52,7 +51,7 @@ def main() -> None:
     print(f"{'network':<26}{'RF':>6}{'t(RF)':>9}{'t(2RF)':>9}{'single':>8}{'t(single)':>11}  params")
     for name in args.nets.split(","):
         net = registry.get(name)
-        family = importlib.import_module(net.module)
+        family = registry.family(net.module)
         torch.manual_seed(0)
         model = (family.build() if getattr(net, "variant", None) is None else family.build(net.variant)).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -62,7 +61,7 @@ def main() -> None:
         t_single = timed(partial(single_pass, net, model, rgb), args.repeat)
         print(f"{name:<26}{rf:>6}{t_rf:>8.2f}s{t_2rf:>8.2f}s{net.single_size or rf:>8}{t_single:>10.2f}s  {params:.1f} M")
         del model
-    merge = importlib.import_module("boost_core.networks.merge_net").build().eval()
+    merge = registry.family(registry.MERGE_NET_MODULE).build().eval()
     x = torch.zeros(1, 2, 1024, 1024)
     with torch.inference_mode():
         t_merge = timed(lambda: merge(x), args.repeat)

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from boost_core.peak_memory import peak_rss_mib  # noqa: E402
+from boost_core.host.peak_memory import peak_rss_mib  # noqa: E402
 
 
 def main() -> None:
@@ -27,7 +27,7 @@ def main() -> None:
 
     import torch
 
-    from boost_core.pipeline import boost, load_networks
+    from boost_core.algorithm.pipeline import boost, load_networks
     from golden import case, compare, final, photo
     from synthetic_weights import write_checkpoint
 

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from boost_core.peak_memory import current_rss_mib, peak_rss_mib  # noqa: E402
+from boost_core.host.peak_memory import current_rss_mib, peak_rss_mib  # noqa: E402
 
 
 def reset_peak() -> None:
@@ -69,8 +69,8 @@ class Timed:
 
 
 def _compiled_transforms(options) -> str:
-    """Whether the Winograd layers of this run use boost_core.native_kernels, and why not."""
-    from boost_core import native_kernels
+    """Whether the Winograd layers of this run use boost_core.speed.kernels.compiled, and why not."""
+    from boost_core.speed.kernels import compiled as native_kernels
 
     if options.native_kernels is False or options.winograd is False:
         return "off"
@@ -82,8 +82,8 @@ def run_variant(args) -> dict:
     """One schedule end to end in this (fresh) process: load the networks, boost the golden case, measure."""
     import torch
 
-    from boost_core import acceleration
-    from boost_core.pipeline import boost, load_networks
+    from boost_core.speed import acceleration
+    from boost_core.algorithm.pipeline import boost, load_networks
     from golden import case, compare, final, photo
     from synthetic_weights import write_checkpoint
 
@@ -175,8 +175,8 @@ def pipeline_section(args, meta, rows):
 def forward_section(args, base_path, merge_path, rows):
     import torch
 
-    from boost_core import acceleration
-    from boost_core.allocator import reuse_freed_memory
+    from boost_core.speed import acceleration
+    from boost_core.speed.allocator import reuse_freed_memory
     from boost_core.networks import registry
 
     keep_heap = {"reuse_freed_memory": False, "winograd": False, "layer_rewrites": False}
@@ -236,8 +236,8 @@ def memory_section(rows):
     import numpy as np
     import skimage.data
 
-    from boost_core import merging, patches, pipeline, resolution
-    from boost_core.double_estimation import MERGE_SIZE
+    from boost_core.algorithm import merging, patches, pipeline, resolution
+    from boost_core.algorithm.depth_networks import MERGE_SIZE
 
     print("\n== memory: 4000x3000 photo, Final's image-side stages (VmHWM reset before each) ==")
     import cv2

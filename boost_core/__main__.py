@@ -1,8 +1,8 @@
-"""``python -m boost_core``: see boost_core.cli."""
+"""``python -m boost_core``: see boost_core.cli.main."""
 
 import sys
 
-from boost_core.cli import main
+from boost_core.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

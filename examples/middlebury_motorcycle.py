@@ -3,7 +3,7 @@
 ``skimage.data.stereo_motorcycle()`` gives the left image (500x741 RGB) and its ground-truth disparity in
 pixels (inf = invalid), a quarter-size version of the Middlebury 2014 scene. This script writes them as
 ``motorcycle.png`` / ``ground_truth/motorcycle.pfm`` and scores a few estimates with ORD, D³R, RMSE and the
-δ error fraction (SPEC part two §B, ``boost_core.evaluation``):
+δ error fraction (SPEC part two §B, ``boost_core.tools.evaluation``):
 
 * ``ground_truth``: the min-max normalised GT disparity itself (scores 0: a sanity check);
 * ``blur_2``, ``blur_8``: the same, Gaussian-blurred (sigma 2 and 8 px): lost depth edges raise D³R;
@@ -44,9 +44,9 @@ def main(argv=None) -> int:
     import cv2
     import skimage.data
 
-    from boost_core import evaluation
-    from boost_core.evaluation_cli import format_table
-    from boost_core.io import write_depth_files
+    from boost_core.tools import evaluation
+    from boost_core.cli.evaluate import format_table
+    from boost_core.image_io import write_depth_files
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=None, help="folder for the files (default: a temp folder)")
@@ -72,8 +72,8 @@ def main(argv=None) -> int:
         "8_bit": np.floor(perfect * 255) / 255,
     }
     if args.net:
-        from boost_core.io import read_image
-        from boost_core.pipeline import boost
+        from boost_core.image_io import read_image
+        from boost_core.algorithm.pipeline import boost
 
         try:
             result = boost(read_image(out / "motorcycle.png"), net=args.net, mode=args.mode)

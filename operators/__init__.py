@@ -1,76 +1,30 @@
-"""Operators (``bpy.ops.boost_depth.*``), their property groups and menu entries (F3 reaches them through the
-Image Editor's Image menu and the 3D Viewport's Add menu)."""
+"""Operators (``bpy.ops.boost_depth.*``, classes only) and their property groups. The menus that reach them are in
+``panels.menus``; what they build is in ``scene``; how they run the engine is in ``engine_link``."""
 
 import bpy
 
-from . import camera, estimate, jobs, load_depth, mesh, properties, setup
+from . import camera, estimate, load_depth, mesh, properties, setup
+from ..engine_link import running
 
 classes = (*estimate.classes, *mesh.classes, *camera.classes, *load_depth.classes, *setup.classes)
 
 
-class BOOST_DEPTH_MT_add(bpy.types.Menu):
-    """Add geometry and cameras from estimated depth"""
-
-    bl_idname = "BOOST_DEPTH_MT_add"
-    bl_label = "Depth"
-
-    def draw(self, context):
-        layout = self.layout
-        layout.operator("boost_depth.mesh_from_depth", icon="MESH_GRID")
-        layout.operator("boost_depth.displaced_plane", icon="MOD_DISPLACE")
-        layout.operator("boost_depth.dof_camera", icon="CAMERA_DATA")
-
-
-class BOOST_DEPTH_MT_image(bpy.types.Menu):
-    """Estimate, load and use depth for this image"""
-
-    bl_idname = "BOOST_DEPTH_MT_image"
-    bl_label = "Depth"
-
-    def draw(self, context):
-        layout = self.layout
-        layout.operator("boost_depth.estimate", icon="RENDERLAYERS")
-        layout.operator("boost_depth.cancel", icon="X")
-        layout.operator("boost_depth.load_depth", icon="FILEBROWSER")
-        layout.separator()
-        layout.operator("boost_depth.mesh_from_depth", icon="MESH_GRID")
-        layout.operator("boost_depth.displaced_plane", icon="MOD_DISPLACE")
-        layout.operator("boost_depth.dof_camera", icon="CAMERA_DATA")
-        layout.operator("boost_depth.pick_focus", icon="EYEDROPPER")
-
-
-def add_menu(self, context):
-    self.layout.menu(BOOST_DEPTH_MT_add.bl_idname, icon="RENDERLAYERS")
-
-
-def image_menu(self, context):
-    self.layout.separator()
-    self.layout.menu(BOOST_DEPTH_MT_image.bl_idname, icon="RENDERLAYERS")
-
-
-menus = (BOOST_DEPTH_MT_add, BOOST_DEPTH_MT_image)
-
-
 @bpy.app.handlers.persistent
 def _stop_jobs_on_load(*_args):
-    jobs.stop_all()
+    running.stop_all()
 
 
 def register():
     properties.register()
-    for cls in (*classes, *menus):
+    for cls in classes:
         bpy.utils.register_class(cls)
-    bpy.types.VIEW3D_MT_add.append(add_menu)
-    bpy.types.IMAGE_MT_image.append(image_menu)
     bpy.app.handlers.load_pre.append(_stop_jobs_on_load)
 
 
 def unregister():
-    jobs.stop_all()
+    running.stop_all()
     if _stop_jobs_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_stop_jobs_on_load)
-    bpy.types.IMAGE_MT_image.remove(image_menu)
-    bpy.types.VIEW3D_MT_add.remove(add_menu)
-    for cls in reversed((*classes, *menus)):
+    for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
     properties.unregister()

@@ -6,7 +6,8 @@ import math
 import bpy
 from bpy.props import FloatProperty
 
-from . import build, images
+from ..scene import build
+from ..scene import images
 from .mesh import DepthOperator
 from .properties import RANGE_SETTINGS, OpCameraProps, OpDepthRangeProps
 

@@ -1,5 +1,4 @@
-"""Estimate depth: run ``python -m boost_core`` on a photo in a child process, then load the result as the
-   float
+"""Estimate depth: run ``python -m boost_core`` on a photo in a child process, then load the result as the float
 Non-Color image ``<photo> depth`` (and, if asked, copy the files next to the photo, never over it)."""
 
 import os
@@ -9,10 +8,10 @@ from pathlib import Path
 import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
-from . import core, images, jobs
+from ..engine_link import request, settings
+from ..scene import images
+from ..engine_link import running
 from .properties import FORMAT_ITEMS, mode_items, net_items
-
-SOURCE_HELP = "open a photo in the Image Editor, or choose one in the Depth tab of the sidebar"
 
 
 def editor_image(context):
@@ -34,21 +33,9 @@ def context_photo(context):
     return image
 
 
-def resolve_net(name: str, prefs) -> str:
-    if name and name != "DEFAULT":
-        return name
-    return prefs.default_net if prefs is not None else "midas_v2"
-
-
-def resolve_mode(name: str, prefs) -> str:
-    if name and name != "DEFAULT":
-        return name
-    return prefs.default_mode if prefs is not None else "final"
-
-
 def estimate_blocker(context, net: str | None = None) -> str | None:
     """Why Estimate Depth cannot run in this context (for greyed-out buttons), or None."""
-    if jobs.running():
+    if running.running():
         return "A depth job is running (cancel it or wait)"
     s = context.scene.boost_depth
     if s.source == "FILE" and editor_image(context) is None:
@@ -57,9 +44,9 @@ def estimate_blocker(context, net: str | None = None) -> str | None:
         if not os.path.isfile(bpy.path.abspath(s.filepath)):
             return "Photo file not found"
     elif context_photo(context) is None:
-        return "No photo: " + SOURCE_HELP
-    prefs = core.preferences(context)
-    missing = core.missing_weights(resolve_net(net or s.net, prefs), prefs)
+        return "No photo: " + request.SOURCE_HELP
+    prefs = settings.preferences(context)
+    missing = settings.missing_weights(request.resolve_net(net or s.net, prefs), prefs)
     if missing:
         return f"Missing weights: {', '.join(missing)} (Preferences > Add-ons > Boost Depth)"
     return None
@@ -148,7 +135,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if jobs.running():
+        if running.running():
             cls.poll_message_set("A depth job is running (cancel it or wait)")
             return False
         return True
@@ -172,9 +159,9 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         result = self._start(context)
         if result != {"RUNNING_MODAL"}:
             return result
-        self._watch = jobs.active()
+        self._watch = running.active()
         self._watch.watched = True
-        self._timer = context.window_manager.event_timer_add(jobs.INTERVAL, window=context.window)
+        self._timer = context.window_manager.event_timer_add(running.INTERVAL, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
@@ -182,7 +169,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         if event.type == "ESC" and event.value == "PRESS" and self._watch.outcome is None:
             self._watch.job.cancel()
         if event.type == "TIMER":
-            jobs.tick()  # idempotent with the app timer; keeps the bar moving while the mouse rests
+            running.tick()  # idempotent with the app timer; keeps the bar moving while the mouse rests
         if self._watch.outcome is None:
             return {"PASS_THROUGH"}
         context.window_manager.event_timer_remove(self._timer)
@@ -198,7 +185,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
     def cancel(self, context):  # Blender drops the modal (file load, window closed): stop the child too
         if getattr(self, "_timer", None) is not None:
             context.window_manager.event_timer_remove(self._timer)
-        jobs.cancel()
+        running.cancel()
 
     def execute(self, context):
         self._fill_from_settings(context)
@@ -208,8 +195,8 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         blocking = self.blocking if self.properties.is_property_set("blocking") else bpy.app.background
         if not blocking:
             return {"FINISHED"}  # the app timer applies the result; an undo step is pushed then
-        active = jobs.active()
-        outcome = jobs.wait()
+        active = running.active()
+        outcome = running.wait()
         if outcome == "succeeded":
             self.report({"INFO"}, f"{active.title}: done in {active.job.elapsed:.1f} s")
             return {"FINISHED"}
@@ -220,112 +207,32 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         return {"CANCELLED"}
 
     def _start(self, context):
-        """Resolve the photo, start the child. {'RUNNING_MODAL'} when started, else {'CANCELLED'}
-        (reported)."""
-        prefs = core.preferences(context)
-        if jobs.running():
-            self.report({"ERROR"}, "A depth job is running (cancel it or wait)")
-            return {"CANCELLED"}
-        photo = None
-        if self.filepath:
-            path = Path(bpy.path.abspath(self.filepath))
-            if not path.is_file():
-                self.report({"ERROR"}, f"Photo file not found: {path}")
-                return {"CANCELLED"}
-            photo_name = path.name
-        else:
-            photo = bpy.data.images.get(self.image) if self.image else context_photo(context)
-            if photo is None:
-                what = f"no image named {self.image!r}" if self.image else "no photo"
-                self.report({"ERROR"}, f"Estimate Depth: {what}; {SOURCE_HELP}")
-                return {"CANCELLED"}
-            if images.is_depth_image(photo):
-                self.report({"ERROR"}, f"{photo.name!r} is a depth image; choose its photo instead")
-                return {"CANCELLED"}
-            photo_name = photo.name
-        net = resolve_net(self.net, prefs)
-        mode = resolve_mode(self.mode, prefs)
-        if not (self.base_weights and self.merge_weights):
-            missing = core.missing_weights(net, prefs, max_age=0.0)
-            if missing:
-                self.report(
-                    {"ERROR"},
-                    f"Missing weights: {', '.join(missing)}; download them in "
-                    "Preferences > Add-ons > Boost Depth",
-                )
-                return {"CANCELLED"}
-
-        workdir = Path(tempfile.mkdtemp(prefix="boost_depth_"))
+        """Build the request, start the child. {'RUNNING_MODAL'} when started, else {'CANCELLED'} (reported)."""
+        keywords = {name: getattr(self, name) for name in (
+            "image", "filepath", "net", "mode", "max_res", "save_files", "base_weights", "merge_weights")}
         try:
-            if photo is not None:
-                photo_path = images.photo_file(photo, workdir)
-            else:
-                photo_path = path
-        except (OSError, ValueError, RuntimeError) as error:
-            jobs._remove([workdir])
-            self.report({"ERROR"}, f"Estimate Depth: {error}")
+            job_request = request.EstimateRequest.build(context, formats=set(self.formats),
+                                                        photo=context_photo(context), **keywords)
+        except request.RequestError as error:
+            self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        side_path = None  # where files go next to the photo (only for photos that live in a file)
-        if self.save_files:
-            if self.filepath:
-                side_path = path
-            elif (
-                photo.packed_file is None
-                and photo.source == "FILE"
-                and Path(photo_path).is_file()
-                and not str(photo_path).startswith(str(workdir))
-            ):
-                side_path = Path(photo_path)
-            else:
-                self.report(
-                    {"WARNING"}, "The photo is not a file on disk: depth files are not saved next to it"
-                )
-
-        engine_jobs = core.engine("jobs")
-        python, _deps = core.engine_python(prefs)
-        formats = list(dict.fromkeys(["exr", *sorted(self.formats)]))
-        args = engine_jobs.estimate_arguments(
-            [photo_path],
-            net=net,
-            mode=mode,
-            output=workdir / "out",
-            formats=formats,
-            max_res=self.max_res or None,
-            device=core.device(prefs),
-            base_weights=bpy.path.abspath(self.base_weights) if self.base_weights else None,
-            merge_weights=bpy.path.abspath(self.merge_weights) if self.merge_weights else None,
-            models_dir=core.models_dir(prefs),
-        )
-        job = engine_jobs.EngineJob(
-            engine_jobs.engine_command(python, args), env=core.engine_env(prefs), cwd=str(workdir)
-        )
-        user_formats = sorted(self.formats)
-        file_path = path if self.filepath else None
-
-        def on_success(done_job):
-            apply_result(done_job, photo_name, file_path, side_path, user_formats)
-
+        for warning in job_request.warnings:
+            self.report({"WARNING"}, warning)
         try:
-            jobs.start(
-                context,
-                job,
-                f"Depth of {photo_name}",
-                on_success=on_success,
-                cleanup=[workdir],
-                undo_message="Estimate Depth",
-            )
+            running.start(context, job_request.job(), job_request.title,
+                          on_success=lambda done_job: apply_result(done_job, job_request),
+                          cleanup=[job_request.workdir], undo_message="Estimate Depth")
         except OSError as error:
-            self.report(
-                {"ERROR"},
-                f"Cannot start the depth engine with {python}: {error}. Check the Python "
-                "interpreter in Preferences > Add-ons > Boost Depth",
-            )
+            self.report({"ERROR"}, f"Cannot start the depth engine with {job_request.python}: {error}. Check the "
+                                   "Python interpreter in Preferences > Add-ons > Boost Depth")
             return {"CANCELLED"}
         return {"RUNNING_MODAL"}
 
 
-def apply_result(job, photo_name: str, file_path: Path | None, side_path: Path | None, formats) -> None:
+def apply_result(job, job_request) -> None:
     """Main thread, after success: the depth image datablock (and files next to the photo)."""
+    photo_name, file_path = job_request.photo_name, job_request.file_path
+    side_path, formats = job_request.side_path, job_request.formats
     if not job.results:
         raise RuntimeError("the engine finished without a result")
     result = job.results[0]
@@ -352,13 +259,13 @@ class BOOST_DEPTH_OT_cancel(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if not jobs.running():
+        if not running.running():
             cls.poll_message_set("No depth job is running")
             return False
         return True
 
     def execute(self, context):
-        jobs.cancel()
+        running.cancel()
         context.window_manager.boost_depth_job.message = "Cancelling…"
         return {"FINISHED"}
 

@@ -1,12 +1,11 @@
-"""Load an existing depth map (16-bit PNG, EXR, ... from any tool) as the depth image of a photo, so the
-   mesh and
+"""Load an existing depth map (16-bit PNG, EXR, ... from any tool) as the depth image of a photo, so the mesh and
 camera work without running a network."""
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ImportHelper
 
-from . import images
+from ..scene import images
 from .estimate import context_photo
 from .properties import KIND_ITEMS
 

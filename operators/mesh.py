@@ -6,7 +6,8 @@ import math
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
-from . import build, images
+from ..scene import build
+from ..scene import images
 from .estimate import context_photo
 from .properties import RANGE_SETTINGS, SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, fill_from_settings
 

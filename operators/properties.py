@@ -13,25 +13,25 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import core
+from ..engine_link import settings
 
 _enum_cache: dict[str, list] = {}  # Blender needs dynamic enum item strings kept alive by Python
 
 
 def net_items(_self, _context):
-    prefs = core.preferences()
-    default = prefs.default_net if prefs is not None else core.SUGGESTED_NET
+    prefs = settings.preferences()
+    default = prefs.default_net if prefs is not None else settings.SUGGESTED_NET
     items = [("DEFAULT", f"Default ({default})", "The network chosen in the add-on's preferences")]
-    items += [(n, core.network_title(n), f"Base network {n}") for n in core.network_names()]
+    items += [(n, settings.network_title(n), f"Base network {n}") for n in settings.network_names()]
     _enum_cache["nets"] = items
     return items
 
 
 def mode_items(_self, _context):
-    prefs = core.preferences()
+    prefs = settings.preferences()
     default = prefs.default_mode if prefs is not None else "final"
     items = [("DEFAULT", f"Default ({default})", "The mode chosen in the add-on's preferences")]
-    items += list(core.MODES)
+    items += list(settings.MODES)
     _enum_cache["modes"] = items
     return items
 
@@ -159,7 +159,7 @@ def fill_from_settings(operator, settings, names) -> None:
 
 
 def _update_source(self, context):
-    core.redraw_all(context)
+    settings.redraw_all(context)
 
 
 class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types.PropertyGroup):

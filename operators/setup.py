@@ -1,5 +1,4 @@
-"""Preferences actions: download model weights (a ``python -m boost_core weights download`` child), install
-   the
+"""Preferences actions: download model weights (a ``python -m boost_core weights download`` child), install the
 Python dependencies into the extension's user folder, and check another Python interpreter.
 
 All respect Blender's "Allow Online Access" setting (Preferences > System > Network).
@@ -11,7 +10,10 @@ import sys
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from . import core, jobs
+from ..boost_core.host import dependencies, engine_process
+from ..boost_core.weights import store as weights
+from ..engine_link import request, settings
+from ..engine_link import running
 
 OFFLINE = (
     "Online access is off (Preferences > System > Network > Allow Online Access). Turn it on, or copy "
@@ -25,10 +27,7 @@ def online() -> bool:
 
 def weight_rows(prefs) -> list[dict]:
     """One dict per registered weight file: name, title, filename, size, licence, note, status, manual."""
-    weights = core.try_engine("weights")
-    if weights is None:
-        return []
-    folder = core.models_dir(prefs)
+    folder = settings.models_dir(prefs)
     rows = []
     for name in weights.names():
         wf = weights.get(name)
@@ -41,7 +40,7 @@ def weight_rows(prefs) -> list[dict]:
                 "name": name,
                 "title": getattr(wf, "title", "") or wf.filename,
                 "filename": wf.filename,
-                "size": weights.format_size(wf.size) if hasattr(weights, "format_size") else str(wf.size),
+                "size": weights.format_size(wf.size),
                 "licence": wf.licence,
                 "note": wf.licence_note,
                 "status": status,
@@ -63,7 +62,7 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if jobs.running():
+        if running.running():
             cls.poll_message_set("A depth job is running (cancel it or wait)")
             return False
         if not online():
@@ -72,8 +71,7 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
         return True
 
     def invoke(self, context, event):
-        weights = core.try_engine("weights")
-        wf = weights.get(self.name) if weights is not None else None
+        wf = weights.get(self.name)
         if wf is not None and (getattr(wf, "requires_acceptance", False) or wf.licence_note):
             return context.window_manager.invoke_props_dialog(
                 self, width=520, title="Licence", confirm_text="Accept and Download"
@@ -81,7 +79,6 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
         return self.execute(context)
 
     def draw(self, context):
-        weights = core.try_engine("weights")
         wf = weights.get(self.name)
         col = self.layout.column(align=True)
         col.label(text=f"{wf.filename}: {wf.licence}")
@@ -94,25 +91,22 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
         if not online():
             self.report({"ERROR"}, OFFLINE)
             return {"CANCELLED"}
-        prefs = core.preferences(context)
-        engine_jobs = core.engine("jobs")
+        prefs = settings.preferences(context)
         args = ["weights", "download", self.name, "--progress", "json", "--yes"]
-        folder = core.models_dir(prefs)
+        folder = settings.models_dir(prefs)
         if folder:
             args += ["--models-dir", folder]
         if prefs is not None and prefs.mirror.strip():
             args += ["--mirror", prefs.mirror.strip()]
         # Downloads need only the standard library: Blender's own Python always does it.
-        job = engine_jobs.EngineJob(
-            engine_jobs.engine_command(sys.executable, args),
-            env=engine_jobs.engine_environment(None, extension_dir=core.EXTENSION_DIR),
-        )
+        job = request.EngineRequest.for_engine(args, prefs, title=f"Downloading {self.name}",
+                                               blender_python=True).job()
 
         def on_success(_job):
-            core.forget_weights_cache()
+            settings.forget_weights_cache()
 
         try:
-            jobs.start(context, job, f"Downloading {self.name}", on_success=on_success)
+            running.start(context, job, f"Downloading {self.name}", on_success=on_success)
         except (OSError, RuntimeError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -120,11 +114,10 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
 
 
 def torch_items(_self, _context):
-    deps = core.try_engine("dependencies")
     try:
         items = [
             (v.kind, v.label.split(" (")[0], v.label + (f" ({v.note})" if v.note else ""))
-            for v in deps.torch_variants()
+            for v in dependencies.torch_variants()
         ]
     except Exception:  # noqa: BLE001
         items = [("cpu", "CPU", "torch for the processor")]
@@ -143,37 +136,32 @@ class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if jobs.running():
+        if running.running():
             cls.poll_message_set("A job is running (cancel it or wait)")
             return False
         if not online():
             cls.poll_message_set(OFFLINE)
             return False
-        if core.try_engine("dependencies") is None:
-            cls.poll_message_set("The dependency installer (boost_core.dependencies) is missing")
-            return False
         return True
 
     def execute(self, context):
-        deps = core.engine("dependencies")
-        target = core.dependencies_dir(create=True)
+        target = request.dependencies_dir(create=True)
         if target is None:
             self.report({"ERROR"}, "No user folder for the extension (is it installed as an extension?)")
             return {"CANCELLED"}
-        log_path = os.path.join(bpy.utils.extension_path_user(core.ADDON, create=True), "pip.log")
+        log_path = os.path.join(bpy.utils.extension_path_user(settings.ADDON, create=True), "pip.log")
         try:
-            torch_req = deps.torch_requirement(self.torch)
-            requirements = [r for r in deps.requirements() if not r.lower().startswith("torch")] + [torch_req]
+            torch_req = dependencies.torch_requirement(self.torch)
+            requirements = [r for r in dependencies.requirements() if not r.lower().startswith("torch")] + [torch_req]
         except (ValueError, OSError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        engine_jobs = core.engine("jobs")
 
         def work(progress, cancel):
             def on_line(line):  # a dependencies.PipLine
                 progress(line.fraction, line.message[:120])
 
-            result = deps.install(
+            result = dependencies.install(
                 requirements,
                 target,
                 python=sys.executable,
@@ -187,13 +175,13 @@ class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):
                 raise RuntimeError(result.reason or f"pip failed (log: {result.log_path})")
             return result
 
-        job = engine_jobs.FunctionJob(work, "install dependencies")
+        job = engine_process.FunctionJob(work, "install dependencies")
 
         def on_success(_job):
             context.window_manager.boost_depth_job.message = f"Dependencies installed in {target}"
 
         try:
-            jobs.start(context, job, "Installing dependencies", on_success=on_success)
+            running.start(context, job, "Installing dependencies", on_success=on_success)
         except RuntimeError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
@@ -208,14 +196,10 @@ class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
     bl_options = {"REGISTER", "INTERNAL"}
 
     def execute(self, context):
-        prefs = core.preferences(context)
-        python, _deps = core.engine_python(prefs)
-        deps = core.try_engine("dependencies")
-        if deps is None or not hasattr(deps, "check_interpreter"):
-            self.report({"ERROR"}, "The interpreter check (boost_core.dependencies) is missing")
-            return {"CANCELLED"}
+        prefs = settings.preferences(context)
+        python, _deps = request.engine_python(prefs)
         try:
-            report = deps.check_interpreter(python, [_deps] if _deps else ())
+            report = dependencies.check_interpreter(python, [_deps] if _deps else ())
         except Exception as error:  # noqa: BLE001
             self.report({"ERROR"}, f"{python}: {error}")
             return {"CANCELLED"}
@@ -234,8 +218,8 @@ def _finish_in_background(op):
     (the panel shows the progress bar)."""
     if not bpy.app.background:
         return {"FINISHED"}
-    active = jobs.active()
-    outcome = jobs.wait()
+    active = running.active()
+    outcome = running.wait()
     if outcome == "succeeded":
         return {"FINISHED"}
     if outcome == "failed":

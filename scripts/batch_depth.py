@@ -1,5 +1,4 @@
-"""Batch depth for pipelines: estimate boosted depth for many photos, optionally saving a .blend that
-   holds, per
+"""Batch depth for pipelines: estimate boosted depth for many photos, optionally saving a .blend that holds, per
 photo, a scene with its mesh and depth-of-field camera.
 
 Runs in Blender or with the bpy wheel, or with any Python when no .blend is asked for::
@@ -179,9 +178,10 @@ def load_extension():
     return module
 
 
-def core_module(name: str):
+def extension_module(name: str):
+    """A module of the extension, e.g. "boost_core.host.engine_process" or "scene.build"."""
     load_extension()
-    return importlib.import_module(f"{PACKAGE}.boost_core.{name}")
+    return importlib.import_module(f"{PACKAGE}.{name}")
 
 
 def say(text: str) -> None:
@@ -190,7 +190,7 @@ def say(text: str) -> None:
 
 def run_engine(args, images: list[Path], formats: list[str]):
     """Run the engine on all images in one child; print a line per image. Returns the finished EngineJob."""
-    jobs = core_module("jobs")
+    jobs = extension_module("boost_core.host.engine_process")
     python = args.python or os.environ.get("BOOST_DEPTH_PYTHON") or sys.executable
     engine_args = jobs.estimate_arguments(
         images,
@@ -242,9 +242,8 @@ def build_blend(args, successes: list[tuple[Path, dict]], blend_path: Path) -> l
 
     import bpy
 
-    load_extension()
-    build = importlib.import_module(f"{PACKAGE}.operators.build")
-    images = importlib.import_module(f"{PACKAGE}.operators.images")
+    build = extension_module("scene.build")
+    images = extension_module("scene.images")
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     placeholder = bpy.context.scene
     failures = []
@@ -355,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     failed_names = {name for name, _ in failed}
     ok = sum(1 for p, _ in successes if p.name not in failed_names)
     summary = f"done: {ok} ok, {len(failed)} failed, {time.monotonic() - start:.1f} s"
-    memory = core_module("peak_memory").describe(job.done or {})
+    memory = extension_module("boost_core.host.peak_memory").describe(job.done or {})
     if memory:
         summary += f" (engine {memory})"
     if args.blend and successes:

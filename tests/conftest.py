@@ -25,7 +25,7 @@ def pytest_configure(config):
     if not config.option.basetemp:
         config.option.basetemp = tempfile.mkdtemp(prefix="boost-depth-tests-")
         _OWN_BASETEMP.append(config.option.basetemp)
-    if not os.environ.get("BOOST_DEPTH_CACHE"):  # compiled kernels (boost_core.native_kernels) of this session only
+    if not os.environ.get("BOOST_DEPTH_CACHE"):  # compiled kernels (boost_core.speed.kernels.compiled) of this session only
         cache = tempfile.mkdtemp(prefix="boost-depth-cache-")
         os.environ["BOOST_DEPTH_CACHE"] = cache
         _OWN_BASETEMP.append(cache)

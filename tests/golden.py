@@ -1,4 +1,4 @@
-"""The reference goldens (tests/data/golden, copied from the project's testkit) and the comparison rule."""
+"""The reference goldens (tests/data/golden; provenance in its README.md) and the comparison rule."""
 
 import json
 from functools import lru_cache

@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from boost_core import acceleration, schedule
-from boost_core.double_estimation import DepthNetworks, double_estimate
-from boost_core.networks import resnext
+from boost_core.speed import acceleration
+from boost_core.algorithm import depth_networks
+from boost_core.algorithm.depth_networks import MERGE_SIZE, DepthNetworks
+from boost_core.algorithm.double_estimation import double_estimate, double_estimates
+from boost_core.networks.layers import resnext
 
 SIZE = 64  # px: small inputs keep this file fast
 
@@ -63,11 +65,11 @@ def test_precision_option_is_checked():
 
 def test_batched_merge_matches_one_by_one(networks):
     rng = np.random.default_rng(3)
-    size = schedule.MERGE_SIZE
+    size = MERGE_SIZE
     lows = [rng.random((size, size), dtype=np.float32) * 5 for _ in range(2)]
     highs = [cv_blur(rng.random((size, size)).astype(np.float32)) for _ in range(2)]
     one_by_one = [networks.merge(low, high) for low, high in zip(lows, highs)]
-    batched = schedule.batched_merge(networks, lows, highs, max_batch=2)
+    batched = networks.merges(lows, highs, max_batch=2)
     for got, expected in zip(batched, one_by_one):
         assert got.dtype == np.float32 and got.shape == (size, size)
         np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0)
@@ -79,42 +81,43 @@ def cv_blur(x):
     return cv2.GaussianBlur(x, (9, 9), 3)
 
 
-def test_batched_patch_estimates_match_double_estimate(networks):
+def test_batched_double_estimates_match_one_at_a_time(networks):
     rng = np.random.default_rng(4)
     patches = [cv_blur(rng.random((40, 40, 3))) for _ in range(2)]
     rf = 32  # small network sizes (32 and 64 px) instead of 384 / 768, same code path
     expected = [double_estimate(networks, rgb, rf, 2 * rf) for rgb in patches]
-    got = schedule.batched_patch_estimates(networks, patches, rf, max_batch=2)
+    got = double_estimates(networks, patches, rf, 2 * rf, max_batch=2)
     for ours, theirs in zip(got, expected):
-        assert ours.shape == (schedule.MERGE_SIZE,) * 2
+        assert ours.shape == (MERGE_SIZE,) * 2
         np.testing.assert_allclose(ours, theirs, atol=1e-4, rtol=0)
 
 
 def test_cpu_batches_pairs_except_the_high_resolution_base_inputs(networks, monkeypatch):
     forwards = []
-    real_forward = schedule._forward
+    real_forward = DepthNetworks.forward
 
     def recording(nets, model, batch, kind):
         forwards.append((kind, tuple(batch.shape)))
         return real_forward(nets, model, batch, kind)
 
-    monkeypatch.setattr(schedule, "_forward", recording)
-    monkeypatch.setattr(schedule, "CPU_MAX_BATCHED_BASE_PIXELS", 48 * 48)  # stands for 448²: 32² batched, 64² not
-    assert networks.device == "cpu" and schedule.default_max_batch(networks.device) == schedule.CPU_MAX_BATCH == 2
+    monkeypatch.setattr(DepthNetworks, "forward", recording)
+    monkeypatch.setattr(depth_networks, "CPU_MAX_BATCHED_BASE_PIXELS", 48 * 48)  # stands for 448²: 32² batched
+    cpu_batch = depth_networks.default_max_batch(networks.device)
+    assert networks.device == "cpu" and cpu_batch == depth_networks.CPU_MAX_BATCH == 2
     rng = np.random.default_rng(6)
     patches = [cv_blur(rng.random((40, 40, 3))) for _ in range(2)]
-    schedule.batched_patch_estimates(networks, patches, 32, max_batch=schedule.default_max_batch("cpu"))
+    double_estimates(networks, patches, 32, 64, max_batch=cpu_batch)
     assert [(kind, shape[0], shape[-1]) for kind, shape in forwards] == [
-        ("base", 2, 32), ("base", 1, 64), ("base", 1, 64), ("merge", 2, schedule.MERGE_SIZE)]
+        ("base", 2, 32), ("base", 1, 64), ("base", 1, 64), ("merge", 2, MERGE_SIZE)]
 
 
 def test_batch_size_respects_the_budget():
-    assert schedule.batch_size("base", 768 * 768, memory_budget=1, max_batch=8) == 1
-    assert schedule.batch_size("merge", 1024 * 1024, memory_budget=10**12, max_batch=3) == 3
+    assert depth_networks.batch_size("base", 768 * 768, memory_budget=1, max_batch=8) == 1
+    assert depth_networks.batch_size("merge", 1024 * 1024, memory_budget=10**12, max_batch=3) == 3
 
 
 def test_auto_layout_and_winograd_cover_midas_and_the_merge_net(networks):
-    from boost_core import upconv_gemm, upsample_conv, winograd, winograd_stride2
+    from boost_core.speed import upconv_gemm, upsample_conv, winograd, winograd_stride2
 
     options = acceleration.Acceleration()  # the defaults: channels-last and Winograd "auto"
     assert acceleration.wants_channels_last(networks.base_model, options)  # MiDaS v2: ResNeXt blocks, no ResNet

@@ -16,7 +16,7 @@ PROBE = textwrap.dedent("""
     import torch
     sys.path.insert(0, sys.argv[1])
     if sys.argv[2] == "tuned":
-        from boost_core.allocator import reuse_freed_memory
+        from boost_core.speed.allocator import reuse_freed_memory
         assert reuse_freed_memory() and reuse_freed_memory()  # idempotent
     small = torch.ones(2**18)  # a first 1 MiB block: grows the heap (by the top pad once tuned)
     faults = []
@@ -42,7 +42,7 @@ def test_freed_blocks_are_reused_after_tuning():
 
 
 def test_acceleration_defaults_tune_and_plain_does_not():
-    from boost_core import acceleration
+    from boost_core.speed import acceleration
 
     assert acceleration.Acceleration().reuse_freed_memory
     assert not acceleration.PLAIN.reuse_freed_memory

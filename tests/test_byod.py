@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from paths import DATA
 
-from boost_core import byod
-from boost_core.io import read_depth, write_exr
+from boost_core.tools import byod
+from boost_core.image_io import read_depth, write_exr
 
 
 def _scene(height, width, seed=0):

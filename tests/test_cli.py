@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from boost_core import io
+from boost_core import image_io as io
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
-"""boost_core.dependencies: a real pip install of a small package from the package index into a
-temporary target, and real interpreter probes."""
+"""boost_core.host.dependencies: real pip installs of a small package from a package index served on 127.0.0.1
+(tests/package_index.py) into a temporary target, and real interpreter probes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from boost_core import dependencies as deps
+from boost_core.host import dependencies as deps
+from package_index import NAME, VERSION, PackageIndex
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,43 +41,52 @@ def test_torch_requirement_variants():
     assert [deps._req_name(r) for r in reqs] == [deps._req_name(r) for r in deps.requirements()]
 
 
-def test_install_small_package_into_target(tmp_path):
+@pytest.fixture
+def index(tmp_path):
+    with PackageIndex(tmp_path) as served:
+        yield served
+
+
+def test_install_small_package_into_target(tmp_path, index):
     target = tmp_path / "site"
     lines: list[deps.PipLine] = []
-    # A TorchRequirement stands for its spec and brings its package index along (here an empty one).
-    index = (tmp_path / "empty-index").as_uri()
-    req = deps.TorchRequirement("test", "iniconfig==2.0.0", index, "test build")
-    res = deps.install([req], target, progress=lines.append)
+    # A TorchRequirement stands for its spec and brings its package index along (here the local one).
+    req = deps.TorchRequirement("test", f"{NAME}=={VERSION}", index.url, "test build")
+    res = deps.install([req], target, progress=lines.append, extra_args=index.pip_args())
 
     assert res.ok, res.reason
     assert res.returncode == 0 and res.reason == ""
     assert "--target" in res.command and str(target) in res.command and "--upgrade" in res.command
-    assert res.command[-3:] == ("--extra-index-url", index, "iniconfig==2.0.0")
-    assert (target / "iniconfig").is_dir()
+    extra = res.command.index("--extra-index-url")  # the requirement's own index goes along
+    assert res.command[extra + 1] == index.url and res.command[-1] == f"{NAME}=={VERSION}"
+    assert any(path.endswith(".whl") for path in index.requests)  # pip fetched the wheel from this index
+    assert (target / NAME).is_dir()
     log = res.log_path.read_text()
-    assert "Successfully installed iniconfig-2.0.0" in log
+    assert f"Successfully installed {NAME}-{VERSION}" in log
     assert any(ln.kind == "success" for ln in lines) and any(ln.kind == "collect" for ln in lines)
     # The package imports from the target folder in a fresh interpreter.
     out = subprocess.run(
-        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(target)!r}); import iniconfig; "
-         "print(iniconfig.__file__)"],
+        [sys.executable, "-c", f"import sys; sys.path.insert(0, {str(target)!r}); import {NAME}; "
+         f"print({NAME}.__file__)"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()
     assert Path(out).is_relative_to(target)
     # ...and the probe finds it there, with its version.
-    rep = deps.check_interpreter(sys.executable, [target], modules=["iniconfig"])
-    assert rep.ok and rep.modules["iniconfig"].version == "2.0.0"
-    assert Path(rep.modules["iniconfig"].file).is_relative_to(target)
+    rep = deps.check_interpreter(sys.executable, [target], modules=[NAME])
+    assert rep.ok and rep.modules[NAME].version == VERSION
+    assert Path(rep.modules[NAME].file).is_relative_to(target)
 
 
-def test_install_failure_gives_a_reason_and_the_log(tmp_path):
+def test_install_failure_gives_a_reason_and_the_log(tmp_path, index):
     target = tmp_path / "site"
-    res = deps.install(["iniconfig==999.0.0"], target, log_path=tmp_path / "logs" / "pip.log")
+    res = deps.install([f"{NAME}==999.0.0"], target, log_path=tmp_path / "logs" / "pip.log",
+                       extra_args=index.pip_args())
     assert not res.ok and res.returncode not in (0, None)
-    assert "no installable build of iniconfig==999.0.0" in res.reason
+    assert f"no installable build of {NAME}==999.0.0" in res.reason
     assert str(tmp_path / "logs" / "pip.log") in res.reason
-    assert "iniconfig==999.0.0" in (tmp_path / "logs" / "pip.log").read_text()
-    assert not (target / "iniconfig").exists()
+    assert f"{NAME}==999.0.0" in (tmp_path / "logs" / "pip.log").read_text()
+    assert any(path.startswith(f"/simple/{NAME}") for path in index.requests)
+    assert not (target / NAME).exists()
 
 
 def test_install_with_unreachable_index_says_so(tmp_path):
@@ -86,7 +96,7 @@ def test_install_with_unreachable_index_says_so(tmp_path):
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()  # nothing listens there: the index is "offline"
-    res = deps.install(["iniconfig==2.0.0"], tmp_path / "site",
+    res = deps.install([f"{NAME}=={VERSION}"], tmp_path / "site",
                        extra_args=["--isolated", "--index-url", f"http://127.0.0.1:{port}/simple",
                                    "--retries", "1", "--timeout", "1", "--no-cache-dir"])
     assert not res.ok and res.reason.startswith("the package index could not be reached")
@@ -95,7 +105,7 @@ def test_install_with_unreachable_index_says_so(tmp_path):
 def test_install_can_be_cancelled(tmp_path):
     cancel = threading.Event()
     cancel.set()
-    res = deps.install(["iniconfig==2.0.0"], tmp_path / "site", cancel=cancel)
+    res = deps.install([f"{NAME}=={VERSION}"], tmp_path / "site", cancel=cancel)
     assert not res.ok and res.cancelled and res.reason == "cancelled"
 
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from boost_core.networks import depth_anything_v2, dinov2, estimate, registry, vit_blocks
+from boost_core.networks.models import depth_anything_v2
+from boost_core.networks.layers import dinov2, vit_blocks
+from boost_core.networks import estimate, registry
 from boost_core.networks.checkpoint import CheckpointError
 from paths import DATA
 from golden import GOLDEN, assert_matches, photo
@@ -205,14 +207,14 @@ def _small_chelsea():
 
 @pytest.fixture(scope="module")
 def small_networks(checkpoints):
-    from boost_core import pipeline
+    from boost_core.algorithm import pipeline
 
     return pipeline.load_networks("depth_anything_v2_small", checkpoints("depth_anything_v2_vits"),
                                   checkpoints("merge_net"))
 
 
 def test_r20_runs_with_the_merge_net(small_networks):
-    from boost_core import pipeline
+    from boost_core.algorithm import pipeline
 
     result = pipeline.boost(_small_chelsea(), "depth_anything_v2_small", "r20", networks=small_networks)
     assert result.R == 448 and result.kind == "inverse_depth"
@@ -223,7 +225,7 @@ def test_r20_runs_with_the_merge_net(small_networks):
 @pytest.mark.slow
 def test_final_boosts_patches(small_networks):
     """Final on a 150x225 image capped at 1600 px: three 896-px patches (2*RF), each double-estimated."""
-    from boost_core import pipeline
+    from boost_core.algorithm import pipeline
 
     result = pipeline.boost(_small_chelsea(), "depth_anything_v2_small", "final", 1600,
                             networks=small_networks)

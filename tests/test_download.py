@@ -1,4 +1,4 @@
-"""boost_core.download against a real HTTP server on 127.0.0.1 (tests/weights_server.py)."""
+"""boost_core.weights.download against a real HTTP server on 127.0.0.1 (tests/weights_server.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from weights_server import FileServer
 
-from boost_core import download as D
+from boost_core.weights import download as D
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -292,7 +292,7 @@ def test_two_processes_one_download(server, tmp_path, engine_env):
     server.add("/a.bin", data, chunk=50_000, chunk_delay=0.1)  # about 2 s
     dest = tmp_path / "a.bin"
     script = (
-        "import json, sys; from boost_core import download as D\n"
+        "import json, sys; from boost_core.weights import download as D\n"
         "r = D.fetch([sys.argv[1]], sys.argv[2], size=int(sys.argv[3]), sha256=sys.argv[4])\n"
         "print(json.dumps({'reused': r.reused, 'sha256': r.sha256}))\n"
     )

@@ -1,6 +1,6 @@
 """ORD, D³R, RMSE and δ (SPEC part two §B) pinned on small hand-checkable inputs, and the evaluate command.
 
-Where the port differs from MATLAB (stated in boost_core.evaluation's docstring): the superpixels come from
+Where the port differs from MATLAB (stated in boost_core.tools.evaluation's docstring): the superpixels come from
 scikit-image's SLIC-zero instead of MATLAB's ``superpixels``, so labels, label count and therefore the exact pair
 sets differ. The tests below never depend on the particular segmentation: they use hand-made label maps and pair
 lists, or maps whose scores follow from the definition whatever the superpixels are.
@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
-from boost_core import evaluation as ev
-from boost_core.evaluation_cli import read_map
+from boost_core.tools import evaluation as ev
+from boost_core.cli.evaluate import read_map
 
 # ---------------------------------------------------------------------------------------------- building blocks
 

@@ -1,11 +1,11 @@
-"""boost_core.geometry: pinhole camera math, depth-range mapping, unprojection, discontinuities, focus."""
+"""scene.geometry: pinhole camera math, depth-range mapping, unprojection, discontinuities, focus."""
 
 import math
 
 import numpy as np
 import pytest
 
-from boost_core import geometry as g
+from scene import geometry as g
 
 
 def test_intrinsics_fov_spans_the_longer_side():

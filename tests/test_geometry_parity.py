@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from boost_core import patches, resolution
+from boost_core.algorithm import patches, resolution
 from golden import case, photo
 
 CASES = ["coffee_midas_R0", "coffee_midas_R20", "coffee_midas_Final", "coffee_leres_R20",

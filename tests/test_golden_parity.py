@@ -2,14 +2,15 @@
 
 Each case loads the seed-0 synthetic checkpoints from files in the official layouts, through the same code path
 as real weights (with the default, parity-safe acceleration; the whole-image cases also run the models exactly
-as loaded, ``acceleration.PLAIN``), runs ``boost`` and applies the golden README's rule: exact R / factor / target / patch list, and
+as loaded, ``acceleration.PLAIN``; Final with one patch per forward and with patches in pairs), runs ``boost`` and
+applies the golden README's rule: exact R / factor / target / patch list, and
 the min-max normalised map within max 1e-4, mean 1e-5, Pearson >= 0.99999.
 """
 
 import pytest
 
-from boost_core import acceleration
-from boost_core.pipeline import boost, load_networks
+from boost_core.speed import acceleration
+from boost_core.algorithm.pipeline import boost, load_networks
 from golden import assert_matches, case, final, photo
 
 FAST = ["coffee_midas_R0", "coffee_midas_R20", "coffee_leres_R20", "coffee_sgr_R20"]
@@ -32,10 +33,10 @@ def networks(checkpoints):
     return get
 
 
-def run_case(name, networks, options=None):
+def run_case(name, networks, options=None, max_batch=None):
     meta = case(name)
     result = boost(photo(meta["image"]), meta["net_name"], meta["mode_name"], meta["max_res_value"],
-                   networks=networks(meta["net_name"], options))
+                   networks=networks(meta["net_name"], options), max_batch=max_batch)
     assert result.R == meta["R_x"]
     assert result.patch_scale == pytest.approx(meta["patch_scale"], rel=1e-12)
     if meta["mode_name"] == "final":
@@ -63,6 +64,7 @@ def test_direct_convolutions_match_reference(networks):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("max_batch", [1, 2], ids=["one_patch_at_a_time", "patches_in_pairs"])
 @pytest.mark.parametrize("name", SLOW)
-def test_final_mode_matches_reference(name, networks):
-    run_case(name, networks)
+def test_final_mode_matches_reference(name, max_batch, networks):
+    run_case(name, networks, max_batch=max_batch)

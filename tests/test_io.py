@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from boost_core import io
+from boost_core import image_io as io
 
 
 def test_quantize16_is_the_reference_truncation():

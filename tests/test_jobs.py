@@ -1,4 +1,4 @@
-"""boost_core.jobs: the child-process runner behind Blender's operators and the batch script.
+"""boost_core.host.engine_process: the child-process runner behind Blender's operators and the batch script.
 
 The children here are real processes (small Python programs speaking the JSON-lines protocol, crashing,
 hanging or ignoring SIGTERM), and one real ``python -m boost_core --help``.
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from boost_core import jobs
+from boost_core.host import engine_process as jobs
 
 
 def child(code: str, **kwargs) -> jobs.EngineJob:
@@ -214,7 +214,7 @@ def test_engine_environment_makes_the_extension_importable_from_anywhere(tmp_pat
     assert paths[0] == str(jobs.EXTENSION_DIR) and paths[1] == str(tmp_path / "deps")
     assert env["PYTHONNOUSERSITE"] == "1" and env["PYTHONUNBUFFERED"] == "1"
     out = subprocess.run(
-        [sys.executable, "-c", "import boost_core.jobs as j; print(j.__file__)"],
+        [sys.executable, "-c", "import boost_core.host.engine_process as j; print(j.__file__)"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -222,7 +222,7 @@ def test_engine_environment_makes_the_extension_importable_from_anywhere(tmp_pat
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == str(jobs.EXTENSION_DIR / "boost_core" / "jobs.py")
+    assert out.stdout.strip() == str(jobs.EXTENSION_DIR / "boost_core" / "host" / "engine_process.py")
 
 
 def test_real_engine_help_runs_through_the_job(tmp_path):

@@ -1,9 +1,9 @@
-"""Blending masks of local boosting (boost_core.merging): the feathered template and its per-patch resizes."""
+"""Blending masks of local boosting (boost_core.algorithm.merging): the feathered template and its per-patch resizes."""
 
 import cv2
 import numpy as np
 
-from boost_core import merging
+from boost_core.algorithm import merging
 
 
 def test_feather_template_is_the_blurred_square_of_the_reference():

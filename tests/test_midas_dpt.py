@@ -20,8 +20,10 @@ import pytest
 import torch
 
 import synthetic_weights as sw
-from boost_core import weights
-from boost_core.networks import estimate, midas_dpt, registry, vit_blocks
+from boost_core.weights import store as weights
+from boost_core.networks import estimate, registry
+from boost_core.networks.models import midas_dpt
+from boost_core.networks.layers import vit_blocks
 from boost_core.networks.checkpoint import CheckpointError, load_strict
 from paths import DATA
 from golden import GOLDEN, assert_matches, photo
@@ -206,7 +208,7 @@ def test_unknown_variant():
 def test_r20_runs_with_the_merge_net(hybrid_file, checkpoints):
     import cv2
 
-    from boost_core import pipeline
+    from boost_core.algorithm import pipeline
 
     small = cv2.resize(photo("chelsea"), (225, 150), interpolation=cv2.INTER_AREA)  # cv2 takes (W, H)
     networks = pipeline.load_networks("dpt_hybrid_384", hybrid_file, checkpoints("merge_net"))
@@ -222,7 +224,7 @@ def test_final_boosts_patches_with_a_dpt_network(hybrid_file, checkpoints):
     768-px grid (2·RF) fits; kept patches are double-estimated at 384/768 and merged."""
     import cv2
 
-    from boost_core import pipeline
+    from boost_core.algorithm import pipeline
 
     small = cv2.resize(photo("chelsea"), (225, 150), interpolation=cv2.INTER_AREA)  # cv2 takes (W, H)
     networks = pipeline.load_networks("dpt_hybrid_384", hybrid_file, checkpoints("merge_net"))

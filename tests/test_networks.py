@@ -109,7 +109,7 @@ def test_merge_net_forward(models):
 
 
 def test_residual_conv_unit_rectifies_its_skip_term():
-    from boost_core.networks.midas_v2 import ResidualConvUnit
+    from boost_core.networks.models.midas_v2 import ResidualConvUnit
 
     torch.manual_seed(0)
     rcu = ResidualConvUnit(8).eval()
@@ -130,7 +130,7 @@ def test_residual_conv_unit_rectifies_its_skip_term():
 
 
 def test_ftb_rectifies_its_skip_term():
-    from boost_core.networks.fusion_decoder import FTB
+    from boost_core.networks.layers.fusion_decoder import FTB
 
     torch.manual_seed(0)
     ftb = FTB(4, 8).eval()
@@ -221,7 +221,7 @@ def test_leres_and_sgr_files_are_not_interchangeable(checkpoints):
 
 
 def test_shape_mismatch_is_named(checkpoints):
-    from boost_core.networks import midas_v2
+    from boost_core.networks.models import midas_v2
 
     sd = read_state_dict(checkpoints("midas_v2"))
     sd["scratch.output_conv.4.weight"] = torch.zeros(2, 32, 1, 1)
@@ -349,7 +349,7 @@ def test_registry_entries():
     for net in registry.all_networks():
         assert net.max_size == 1568 and net.licence
         assert net.receptive_field % net.input.multiple_of == 0
-        assert hasattr(__import__(net.module, fromlist=["build"]), "build")
+        assert hasattr(registry.family(net.module), "build")
         with pytest.raises(dataclasses.FrozenInstanceError):
             net.receptive_field = 1
 

@@ -1,4 +1,4 @@
-"""boost_core.peak_memory: the job's peak memory as the done event reports it (issue 5)."""
+"""boost_core.host.peak_memory: the job's peak memory as the done event reports it (issue 5)."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import torch
 
-from boost_core import peak_memory
+from boost_core.host import peak_memory
 
 
 def test_peak_rss_is_the_childs_own_and_follows_a_real_allocation():
@@ -16,7 +16,7 @@ def test_peak_rss_is_the_childs_own_and_follows_a_real_allocation():
     parent_block = np.ones(2**30, dtype=np.uint8)
     code = textwrap.dedent("""
         import numpy as np
-        from boost_core import peak_memory
+        from boost_core.host import peak_memory
         before = peak_memory.peak_rss_mib()
         block = np.ones(2**30, dtype=np.uint8)  # written, so resident
         print(before, peak_memory.peak_rss_mib())

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import skimage.data
 
-from boost_core.pipeline import Cancelled, InputError, boost, load_networks
+from boost_core.algorithm.pipeline import Cancelled, InputError, boost, load_networks
 
 
 @pytest.fixture(scope="module")
@@ -22,15 +22,15 @@ def small_photo(shape=(80, 120)):
 
 def test_final_mode_on_a_small_photo_reports_progress_per_patch(midas):
     events = []
-    rgb = small_photo((300, 400))
-    result = boost(rgb, mode="final", max_res=900, networks=midas, progress=events.append)
+    rgb = small_photo((100, 150))  # R 384, one patch qualifies on the (1029, 1543) target
+    result = boost(rgb, mode="final", networks=midas, progress=events.append)
     stages = [e["stage"] for e in events if e["event"] == "stage"]
     assert stages[:2] == ["resolution_search", "whole_image"]
-    assert result.depth.shape == (300, 400) and result.depth.dtype == np.float32
-    if result.boosted:
-        assert "patches" in stages
-        done = [e["done"] for e in events if e["event"] == "progress"]
-        assert done == list(range(len(result.patches) + 1))
+    assert result.depth.shape == (100, 150) and result.depth.dtype == np.float32
+    assert result.boosted and len(result.patches) >= 1, result.warnings
+    assert "patches" in stages
+    done = [e["done"] for e in events if e["event"] == "progress"]
+    assert done == list(range(0, len(result.patches), 2)) + [len(result.patches)]  # pairs on CPU, then the end
     assert result.kind == "inverse_depth"
     assert result.timings["network_forwards"] > 0
 

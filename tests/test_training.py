@@ -14,11 +14,11 @@ import pytest
 import torch
 from paths import DATA
 
-from boost_core.training import dataset as ds
-from boost_core.training.guided_filter import box_sum, guided_filter
-from boost_core.training.imresize import imresize, resize_matrix
-from boost_core.training.model import Discriminator, MergeGAN, build_generator
-from boost_core.training.train import TrainOptions, lr_factor, train
+from boost_core.tools.training import dataset as ds
+from boost_core.tools.training.guided_filter import box_sum, guided_filter
+from boost_core.tools.training.imresize import imresize, resize_matrix
+from boost_core.tools.training.model import Discriminator, MergeGAN, build_generator
+from boost_core.tools.training.train import TrainOptions, lr_factor, train
 
 # ---------------------------------------------------------------------------------------------- building blocks
 
@@ -173,7 +173,7 @@ def test_a_few_steps_lower_the_l1_loss_and_training_resumes(tmp_path, engine_env
 
 
 def test_the_engine_loads_the_generator_strictly_and_merges(tmp_path, engine_env):
-    from boost_core import byod
+    from boost_core.tools import byod
     from boost_core.networks import registry
     from boost_core.networks.checkpoint import CheckpointError
 
@@ -189,7 +189,7 @@ def test_the_engine_loads_the_generator_strictly_and_merges(tmp_path, engine_env
     assert all(v.device.type == "cpu" for v in saved.values())
 
     model = registry.load_merge_net(checkpoints / "latest_net_G.pth")  # strict
-    from boost_core.double_estimation import DepthNetworks
+    from boost_core.algorithm.double_estimation import DepthNetworks
 
     torch.set_num_threads(2)
     networks = DepthNetworks(net=None, base_model=None, merge_model=model)

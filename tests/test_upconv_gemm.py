@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from boost_core import upconv_gemm
+from boost_core.speed import upconv_gemm
 
 
 def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from boost_core import upsample_conv
-from boost_core.networks import midas_v2
+from boost_core.speed import upsample_conv
+from boost_core.networks.models import midas_v2
 
 
 def upsampled_conv_float64(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from weights_server import FileServer
 
-from boost_core import download as D
-from boost_core import weights as W
-from boost_core.weights_cli import main
+from boost_core.weights import download as D
+from boost_core.weights import store as W
+from boost_core.cli.weights import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -323,7 +323,7 @@ def test_cli_refuses_restricted_licence_without_tty_or_yes(server, models, engin
     env = dict(engine_env, BOOST_DEPTH_MIRROR=server.url, BOOST_DEPTH_MODELS=str(models),
                no_proxy="127.0.0.1")
     cmd = [sys.executable, "-c",
-           "import sys; from boost_core.weights_cli import main; sys.exit(main(sys.argv[1:]))",
+           "import sys; from boost_core.cli.weights import main; sys.exit(main(sys.argv[1:]))",
            "download", "merge_net"]
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2

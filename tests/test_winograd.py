@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from boost_core import winograd
+from boost_core.speed import winograd
 
 
 def direct_float64(conv: torch.nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +126,7 @@ def test_transformed_weights_are_g_w_gt(form):
     products, for F(4x4, 3x3), F(6x6, 3x3) and the stride-2 layers' F(4x4, 2x2)."""
     import numpy as np
 
-    from boost_core import winograd_stride2
+    from boost_core.speed import winograd_stride2
 
     module = {"3x3": winograd.F4, "3x3 F6": winograd.F6, "stride2": winograd_stride2}[form]
     if form == "stride2":

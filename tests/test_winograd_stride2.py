@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from boost_core import acceleration, winograd_stride2
+from boost_core.speed import acceleration, winograd_stride2
 
 
 def relative_error(got: torch.Tensor, expected: torch.Tensor) -> float:

@@ -21,12 +21,13 @@ import cv2
 import numpy as np
 import torch
 
+from ..normalise import min_max
 from .registry import BaseNetwork, InputPreparation
 
 _INTERPOLATION = {"cubic": cv2.INTER_CUBIC, "linear": cv2.INTER_LINEAR}
 
 
-def _check_image(image) -> np.ndarray:
+def check_image(image) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3), got shape {image.shape}")
@@ -91,7 +92,7 @@ def prepare_input(net: BaseNetwork, image, size: int,
     image: (H, W, 3) RGB in [0, 1] (float64; other dtypes are converted).
     Returns a (1, 3, h', w') float32 CPU tensor, (h', w') = ``input_size(net, (H, W), size)``.
     """
-    image = _check_image(image)
+    image = check_image(image)
     prep = prep or net.input
     h, w = input_size(net, image.shape[:2], size, prep)
     if prep.channel_order == "BGR":
@@ -111,14 +112,6 @@ def prepare_input(net: BaseNetwork, image, size: int,
     return chw.sub(mean).div(std).unsqueeze(0)
 
 
-def _min_max(x: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] in x's dtype, as the reference; zeros for a constant map (max - min <= float eps)."""
-    lo, hi = x.min(), x.max()
-    if not hi - lo > np.finfo(float).eps:
-        return np.zeros_like(x)
-    return (x - lo) / (hi - lo)
-
-
 def single_estimate(net: BaseNetwork, model: torch.nn.Module, image, size: int, device="cpu") -> np.ndarray:
     """One pass of ``model`` (a loaded ``net``) on ``image`` at ``size``: the reference's singleestimate.
 
@@ -127,17 +120,22 @@ def single_estimate(net: BaseNetwork, model: torch.nn.Module, image, size: int, 
     Returns (H, W) float32: ``net.output_kind`` (inverse depth or depth), min-max normalised to [0, 1]
     when ``net.output.normalize`` (then a constant map gives zeros), raw network values otherwise.
     """
-    image = _check_image(image)
+    image = check_image(image)
     x = prepare_input(net, image, size).to(device)
     with torch.inference_mode():
         y = model(x)
-    pred = y.reshape(y.shape[-2], y.shape[-1]).float().cpu().numpy()
+    return postprocess(net, y.reshape(y.shape[-2], y.shape[-1]).float().cpu().numpy(), image.shape[:2])
+
+
+def postprocess(net: BaseNetwork, pred: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """A network output (h', w') float32 -> the estimate at the image's (H, W), float32: resized back by
+    ``net.output.resize_back``, min-max normalised before or after that when ``net.output.normalize``."""
     out = net.output
     if out.normalize and out.normalize_at == "before_resize":
-        pred = _min_max(pred)
-    pred = resize_back(net, pred, image.shape[:2])
+        pred = min_max(pred)
+    pred = resize_back(net, pred, image_hw)
     if out.normalize and out.normalize_at == "after_resize":
-        pred = _min_max(pred)
+        pred = min_max(pred)
     return pred.astype(np.float32, copy=False)
 
 
@@ -173,7 +171,7 @@ def single_pass(net: BaseNetwork, model: torch.nn.Module, image, device="cpu") -
     Returns (H, W) float32 raw network values (``net.output_kind``; relative inverse depth for Depth
     Anything V2 and MiDaS).
     """
-    image = _check_image(image)
+    image = check_image(image)
     x = prepare_input(net, image, net.single_size, net.single_preparation).to(device)
     with torch.inference_mode():
         y = model(x)

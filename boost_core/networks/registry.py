@@ -69,7 +69,7 @@ class OutputHandling:
 class BaseNetwork:
     """A base depth network.
 
-    name: registry / CLI name. title: human name for messages. module: dotted path of the family module
+    name: registry / CLI name. title: human name for messages. module: the family module in ``networks/models/``
     (with ``build()``). receptive_field: RF in pixels (resolution search base size, patch size RF*2).
     output_kind: "inverse_depth" (large = near) or "depth" (large = far). weights: weights-registry names
     of files that fit, the first being the default. max_size: largest side fed to the network.
@@ -111,7 +111,7 @@ _NETWORKS: dict[str, BaseNetwork] = {
         BaseNetwork(
             name="midas_v2",
             title="MiDaS v2 (ResNeXt-101)",
-            module="boost_core.networks.midas_v2",
+            module="midas_v2",
             receptive_field=384,
             output_kind="inverse_depth",
             weights=("midas_v2", "midas_v21"),
@@ -123,7 +123,7 @@ _NETWORKS: dict[str, BaseNetwork] = {
         BaseNetwork(
             name="leres",
             title="LeReS (ResNeXt-101)",
-            module="boost_core.networks.leres",
+            module="leres",
             receptive_field=448,
             output_kind="depth",
             weights=("leres",),
@@ -136,7 +136,7 @@ _NETWORKS: dict[str, BaseNetwork] = {
         BaseNetwork(
             name="sgr",
             title="SGR (ResNet-50)",
-            module="boost_core.networks.sgr",
+            module="sgr",
             receptive_field=448,
             output_kind="inverse_depth",
             weights=("sgr",),
@@ -158,7 +158,7 @@ _NETWORKS: dict[str, BaseNetwork] = {
             BaseNetwork(
                 name=f"depth_anything_v2_{variant}",
                 title=f"Depth Anything V2 {variant.capitalize()} ({encoder})",
-                module="boost_core.networks.depth_anything_v2",
+                module="depth_anything_v2",
                 receptive_field=448,
                 output_kind="inverse_depth",
                 weights=(f"depth_anything_v2_{variant}",),
@@ -189,7 +189,7 @@ _NETWORKS: dict[str, BaseNetwork] = {
             BaseNetwork(
                 name=name,
                 title=title,
-                module="boost_core.networks.midas_dpt",
+                module="midas_dpt",
                 receptive_field=size,
                 output_kind="inverse_depth",
                 weights=(name,),
@@ -216,7 +216,7 @@ _NETWORKS: dict[str, BaseNetwork] = {
 }
 
 MERGE_NET_TITLE = "the merge network (pix2pix U-Net 1024)"
-MERGE_NET_MODULE = "boost_core.networks.merge_net"
+MERGE_NET_MODULE = "merge_net"
 MERGE_NET_WEIGHTS = "merge_net"
 
 
@@ -258,6 +258,11 @@ def load_merge_net(path, device="cpu"):
                       f"(latest_net_G.pth).")
 
 
+def family(module_name: str):
+    """The family module ``networks/models/<module_name>.py`` (has ``build()``); imports torch."""
+    return importlib.import_module(f"{__package__}.models.{module_name}")
+
+
 def _load(module_name: str, path, device, title: str, weights_name: str, hint: str,
           variant: str | None = None):
     import torch
@@ -265,9 +270,9 @@ def _load(module_name: str, path, device, title: str, weights_name: str, hint: s
     from .checkpoint import load_strict, read_state_dict
 
     state_dict = read_state_dict(path, network_title=title, weights_name=weights_name)
-    family = importlib.import_module(module_name)
+    models = family(module_name)
     with torch.device("meta"):  # no memory or time spent on a random init: the file replaces every tensor
-        model = family.build() if variant is None else family.build(variant)
+        model = models.build() if variant is None else models.build(variant)
     load_strict(model, state_dict, path, title, hint=hint, assign=True)
     leftover = [n for n, t in (*model.named_parameters(), *model.named_buffers()) if t.is_meta]
     if leftover:  # cannot happen for a strict load; a guard against a family module with extra buffers

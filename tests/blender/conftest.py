@@ -74,7 +74,7 @@ def addon(built_zip, tmp_path_factory) -> str:
 
 
 def ext(module: str):
-    """A module of the installed extension, e.g. ext('operators.jobs') or ext('boost_core.geometry')."""
+    """A module of the installed extension, e.g. ext('operators.jobs') or ext('scene.geometry')."""
     return importlib.import_module(f"{ADDON}.{module}")
 
 
@@ -85,7 +85,7 @@ def prefs():
 @pytest.fixture(autouse=True)
 def empty_scene(addon):
     """Every test starts from Blender's factory startup file, emptied, with no job running."""
-    ext("operators.jobs").stop_all()
+    ext("engine_link.running").stop_all()
     bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
     state = bpy.context.window_manager.boost_depth_job
     state.last_error = ""
@@ -100,9 +100,9 @@ def empty_scene(addon):
         "default_mode",
     ):
         p.property_unset(name)
-    ext("operators.core").forget_weights_cache()
+    ext("engine_link.settings").forget_weights_cache()
     yield
-    ext("operators.jobs").stop_all()
+    ext("engine_link.running").stop_all()
 
 
 @pytest.fixture(scope="session")

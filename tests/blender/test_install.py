@@ -42,9 +42,10 @@ def test_zip_holds_the_extension_and_the_engine_but_no_dev_files(built_zip):
         "operators/estimate.py",
         "panels/__init__.py",
         "boost_core/__main__.py",
-        "boost_core/geometry.py",
-        "requirements.txt",  # boost_core.dependencies installs these pins into Blender's Python
-        "boost_core/jobs.py",
+        "scene/geometry.py",
+        "engine_link/request.py",
+        "requirements.txt",  # boost_core.host.dependencies installs these pins into Blender's Python
+        "boost_core/host/engine_process.py",
         "boost_core/networks/registry.py",
     ):
         assert needed in names
@@ -62,7 +63,7 @@ def test_installed_and_enabled(addon):
 
 
 def test_installed_copy_finds_its_dependency_pins(addon):
-    pins = ext("boost_core.dependencies").requirements()
+    pins = ext("boost_core.host.dependencies").requirements()
     assert any(p.startswith("torch==") for p in pins) and any(p.startswith("opencv") for p in pins)
 
 
@@ -78,7 +79,7 @@ def test_depth_tab_in_both_sidebars(addon):
 
 
 def test_menus_reach_the_operators(addon):
-    menus = ext("operators")
+    menus = ext("panels.menus")
     assert menus.add_menu in bpy.types.VIEW3D_MT_add._dyn_ui_initialize()
     assert menus.image_menu in bpy.types.IMAGE_MT_image._dyn_ui_initialize()
 

@@ -17,6 +17,32 @@ from conftest import DATA, ROOT, depth_reference, ext, load_photo  # noqa: E402
 FOV = math.radians(50.0)
 
 
+# Expectations written out here from the pinhole model, independent of the extension's scene.geometry:
+def expected_depth(value, kind, near, far, lo=0.1, hi=0.9):
+    """Scene depth of a map value under the near/far mapping: inverse depth linear in 1/z (the map's largest
+    value at ``near``), depth linear in z (its smallest value at ``near``). lo/hi: the map's range."""
+    t = (np.asarray(value, np.float64) - lo) / (hi - lo)
+    if kind == "inverse_depth":
+        return 1.0 / (1.0 / far + t * (1.0 / near - 1.0 / far))
+    return near + t * (far - near)
+
+
+def sample(map_, x, y):
+    """The map at continuous pixel coordinates (x right, y down, pixel centres at +0.5), bilinear, clamped."""
+    h, w = map_.shape
+    px, py = min(max(x - 0.5, 0.0), w - 1.0), min(max(y - 0.5, 0.0), h - 1.0)
+    x0, y0 = int(px), int(py)
+    x1, y1 = min(x0 + 1, w - 1), min(y0 + 1, h - 1)
+    ax, ay = px - x0, py - y0
+    top = map_[y0, x0] * (1 - ax) + map_[y0, x1] * ax
+    return top * (1 - ay) + (map_[y1, x0] * (1 - ax) + map_[y1, x1] * ax) * ay
+
+
+def camera_space(cam, world_co):
+    """(x, y, z) of a world point in the camera's frame (Blender cameras look down -Z)."""
+    return cam.matrix_world.inverted() @ world_co
+
+
 def loaded(kind="inverse_depth", filename="depth_96x64.exr"):
     photo = load_photo()
     result = bpy.ops.boost_depth.load_depth(filepath=str(DATA / filename), image=photo.name, kind=kind)
@@ -60,23 +86,29 @@ def test_load_depth_reports_unreadable_files(tmp_path):
 
 @pytest.mark.parametrize("kind", ["inverse_depth", "depth"])
 def test_mesh_vertices_are_the_unprojected_depth(kind):
-    g = ext("boost_core.geometry")
     photo, _depth = loaded(kind=kind)
     result = bpy.ops.boost_depth.mesh_from_depth(
         image=photo.name, fov=FOV, resolution=49, near=2.0, far=8.0, discontinuity=0.0
     )
     assert result == {"FINISHED"}
+    scene = bpy.context.scene
     obj = bpy.data.objects["photo_96x64.png mesh"]
-    z_map = g.metric_depth(depth_reference(), kind, near=2.0, far=8.0)
-    expected = g.depth_mesh(z_map, 50.0, 49)
+    cam = bpy.data.objects["photo_96x64.png camera"]
+    assert (obj["boost_depth"]["rows"], obj["boost_depth"]["cols"]) == (33, 49)  # not the image's 64 x 96
+    assert len(obj.data.vertices) == 33 * 49 and len(obj.data.polygons) == 32 * 48
+    reference = depth_reference()
+    for index in range(0, 33 * 49, 37):
+        co = obj.matrix_world @ obj.data.vertices[index].co
+        frame = world_to_camera_view(scene, cam, co)  # Blender's own projection: (u, v) in the frame, v up
+        row, col = divmod(index, 49)
+        assert (frame.x, frame.y) == pytest.approx((col / 48, 1 - row / 32), abs=1e-5)  # the grid spans the frame
+        x, y = frame.x * 96, (1 - frame.y) * 64
+        depths = expected_depth(reference, kind, 2.0, 8.0)  # scene depth per pixel, sampled between pixels
+        assert -camera_space(cam, co).z == pytest.approx(sample(depths, x, y), rel=1e-5)
     verts = np.empty(len(obj.data.vertices) * 3, np.float32)
     obj.data.vertices.foreach_get("co", verts)
-    assert np.allclose(verts.reshape(-1, 3), expected.vertices, atol=1e-5)
-    assert (obj["boost_depth"]["rows"], obj["boost_depth"]["cols"]) == (33, 49)  # not the image's 64 x 96
-    assert len(obj.data.polygons) == 32 * 48
-    # nearest point where the map says so: inverse depth is largest on the box, depth smallest at the top
     z = -verts.reshape(33, 49, 3)[..., 2]
-    if kind == "inverse_depth":
+    if kind == "inverse_depth":  # nearest where the map says so: the box; the top row is the farthest
         assert z[16, 20] == pytest.approx(2.0, abs=1e-4) and z.max() == pytest.approx(8.0, abs=1e-4)
     else:
         assert z[0, 0] == pytest.approx(2.0, abs=1e-4) and z[16, 20] == pytest.approx(8.0, abs=1e-4)
@@ -105,20 +137,20 @@ def test_mesh_seen_from_its_camera_reproduces_the_photo():
 
 
 def test_faces_at_depth_discontinuities_are_dropped():
-    g = ext("boost_core.geometry")
     photo, _depth = loaded()
     bpy.ops.boost_depth.mesh_from_depth(
         image=photo.name, fov=FOV, resolution=97, near=1.0, far=10.0, discontinuity=0.25
     )
     obj = bpy.data.objects["photo_96x64.png mesh"]
-    z_map = g.metric_depth(depth_reference(), "inverse_depth", near=1.0, far=10.0)
-    expected = g.depth_mesh(z_map, math.degrees(FOV), 97, discontinuity=0.25)
-    assert expected.dropped > 0
-    assert len(obj.data.polygons) == len(expected.faces) == 96 * 64 - expected.dropped
-    assert obj["boost_depth"]["dropped_faces"] == expected.dropped
     verts = np.empty(len(obj.data.vertices) * 3, np.float32)
     obj.data.vertices.foreach_get("co", verts)
     z = -verts.reshape(-1, 3)[:, 2]
+    grid = z.reshape(65, 97)  # cells whose corners differ by more than 25 % in depth span the box's edge
+    corners = np.stack([grid[:-1, :-1], grid[1:, :-1], grid[1:, 1:], grid[:-1, 1:]])
+    stretched = int((corners.max(axis=0) > corners.min(axis=0) * 1.25).sum())
+    assert stretched > 0
+    assert len(obj.data.polygons) == 96 * 64 - stretched
+    assert obj["boost_depth"]["dropped_faces"] == stretched
     for poly in obj.data.polygons:  # no kept face spans the box's silhouette
         corner = z[list(poly.vertices)]
         assert corner.max() <= corner.min() * 1.25 + 1e-5
@@ -131,7 +163,6 @@ def test_faces_at_depth_discontinuities_are_dropped():
 
 @pytest.mark.parametrize("focus, pixel", [("CENTER", (0, 0)), ("PIXEL", (80, 5)), ("NEAREST", (0, 0))])
 def test_dof_camera(focus, pixel):
-    g = ext("boost_core.geometry")
     photo, _depth = loaded()
     bpy.ops.boost_depth.mesh_from_depth(image=photo.name, fov=FOV, near=1.0, far=10.0, resolution=33)
     result = bpy.ops.boost_depth.dof_camera(
@@ -142,15 +173,11 @@ def test_dof_camera(focus, pixel):
     assert cam.data.sensor_fit == "AUTO" and cam.data.sensor_width == pytest.approx(24.0)
     assert cam.data.lens == pytest.approx(12.0 / math.tan(FOV / 2), rel=1e-5)
     assert cam.data.dof.use_dof and cam.data.dof.aperture_fstop == pytest.approx(1.4)
-    z_map = g.metric_depth(depth_reference(), "inverse_depth", near=1.0, far=10.0)
     if focus == "PIXEL":  # (80, 5) from the bottom-left: row 58 from the top, on the floor
-        expected = g.focus_distance_at(z_map, 80.5, 64 - 5 - 0.5)
+        expected = expected_depth(depth_reference()[58, 80], "inverse_depth", 1.0, 10.0)
         assert 1.5 < expected < 3.0
-    elif focus == "CENTER":
-        expected = g.focus_distance_center(z_map)
-        assert expected == pytest.approx(1.0)  # the box covers the centre
-    else:
-        expected = g.focus_distance_nearest_region(z_map)
+    else:  # the image centre and the nearest large region are both on the box, at the near distance
+        expected = 1.0
     assert cam.data.dof.focus_distance == pytest.approx(expected, rel=1e-5)
     assert cam.data.clip_end >= 10.0 and cam.data.clip_start <= 0.5
 
@@ -265,7 +292,7 @@ def test_invoked_operators_take_the_depth_tab_settings():
 
 
 def test_photo_file_for_packed_and_generated_images(tmp_path):
-    images = ext("operators.images")
+    images = ext("scene.images")
     photo = load_photo()
     photo.pack()
     packed = images.photo_file(photo, tmp_path)

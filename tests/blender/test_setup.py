@@ -76,7 +76,7 @@ def test_download_reports_a_bad_file_and_keeps_nothing(addon, online, mirror, tm
     )
     assert "model-f46da743.pt" not in leftovers
     assert "midas_v2" in bpy.context.window_manager.boost_depth_job.last_error
-    assert not ext("operators.jobs").running()
+    assert not ext("engine_link.running").running()
 
 
 def test_check_interpreter(addon, engine_python):
@@ -134,5 +134,5 @@ def test_download_through_the_preferences_fills_the_models_folder(addon, online,
     rows = {r["name"]: r for r in ext("operators.setup").weight_rows(p)}
     assert rows["merge_net"]["status"] == "ok"
     job = bpy.context.window_manager.boost_depth_job
-    assert not job.last_error and not ext("operators.jobs").running()
+    assert not job.last_error and not ext("engine_link.running").running()
     assert not [f for f in (tmp_path / "models").iterdir() if f.name.endswith((".part", ".lock"))]
