@@ -16,6 +16,9 @@
 # private mount namespace (unshare): nobody else sees them, and they disappear when the command ends, whatever
 # way it ends; the trap below unmounts them too. So the cached root never holds a bind mount while anyone could
 # delete it, and deleting it can never reach the host's files (use `rm -rf --one-file-system` all the same).
+# The command also runs in its own pid namespace (when it ends or its unshare is killed, everything it started
+# goes: Xvfb, Blender, the engine) and network namespace (no network; Xvfb's sockets cannot clash with the host's).
+# Setup needs the network (debootstrap, apt-get); `run` never does.
 set -euo pipefail
 
 CHECKOUT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,7 +26,8 @@ ROOT=${BOOST_DEPTH_BLENDER_ROOT:-/var/cache/boost-depth/trixie-root}
 SUITE=trixie
 # The mirror: debootstrap's default unless set (e.g. a local mirror).
 MIRROR=${BOOST_DEPTH_DEBIAN_MIRROR:-}
-PACKAGES=(blender xvfb xdotool x11-apps imagemagick procps libgl1-mesa-dri)
+# python3-numpy: Debian's blender does not depend on it, but Blender's own builds ship it (extensions use it)
+PACKAGES=(blender python3-numpy xvfb xdotool x11-apps imagemagick procps libgl1-mesa-dri)
 STAMP=.boost-depth-root  # in the root: the package list it was built with
 
 die() { echo "real_blender: $*" >&2; exit 1; }
@@ -85,6 +89,7 @@ setup() {
   local version
   version=$(in_root_ns "$build" blender --version 2>>"$build.log" | head -1) || true
   [[ "$version" == Blender\ * ]] || { tail -20 "$build.log" >&2; die "blender --version fails in $build"; }
+  [ -e "$build/etc/mtab" ] || ln -s ../proc/self/mounts "$build/etc/mtab"  # Blender lists mounts through it
   echo "${PACKAGES[*]}" >"$build/$STAMP"
   if [ -e "$ROOT" ]; then  # an older root (other package list): replace it
     remove_tree "$ROOT"
@@ -113,7 +118,7 @@ run() {
     home=$(sed -n 's/^home *= *//p' "$CHECKOUT/.venv/pyvenv.cfg")
     [ -n "$home" ] && binds+=("$(dirname "$(realpath "$home")")")
   fi
-  unshare --mount --pid --fork --kill-child --propagation private -- bash -eu "${BASH_SOURCE[0]}" _ns "$ROOT" "$xvfb" "${#binds[@]}" \
+  unshare --mount --pid --net --fork --kill-child --propagation private -- bash -eu "${BASH_SOURCE[0]}" _ns "$ROOT" "$xvfb" "${#binds[@]}" \
     "${binds[@]}" "$@"
 }
 

@@ -228,9 +228,7 @@ def flow():
     result["values"]["child_pid"] = pid
     check(pid is not None and child_alive(pid), f"engine child {pid} is not running")
     first = (state.fraction, state.message)
-    yield from wait_until(
-        lambda: not state.running or (state.fraction, state.message) != first, 60, "the progress to move"
-    )
+    yield from wait_until(lambda: not state.running or state.fraction > 0.0, 90, "the progress bar to move")
     require(state.running, f"the job ended before it could be cancelled: {state.message!r} {state.last_error!r}")
     result["values"]["progress_seen"] = [first, [state.fraction, state.message]]
     screenshot("estimate_running")
