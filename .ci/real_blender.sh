@@ -45,6 +45,14 @@ remove_tree() {
   rm -rf --one-file-system "$dir"
 }
 
+# Folders that must never be bind-mounted over the root's own.
+system_dir() {
+  case $1 in
+    / | /usr | /usr/local | /bin | /sbin | /lib | /lib32 | /lib64 | /etc | /var | /tmp | /proc | /sys | /dev | /run | /boot) return 0 ;;
+  esac
+  return 1
+}
+
 root_ok() {
   [ -x "$ROOT/usr/bin/blender" ] && [ -f "$ROOT/$STAMP" ] && [ "$(cat "$ROOT/$STAMP")" = "${PACKAGES[*]}" ]
 }
@@ -105,7 +113,9 @@ run() {
   while (($#)); do
     case $1 in
       --x) xvfb=1; shift ;;
-      --bind) binds+=("$(realpath "$2")"); shift 2 ;;
+      --bind)
+        system_dir "$(realpath "$2")" && die "--bind $2: a system folder would hide the root's own; bind a folder below it"
+        binds+=("$(realpath "$2")"); shift 2 ;;
       --) shift; break ;;
       *) die "run: unknown option $1 (usage: run [--x] [--bind DIR]... -- CMD...)" ;;
     esac
@@ -116,7 +126,16 @@ run() {
   if [ -f "$CHECKOUT/.venv/pyvenv.cfg" ]; then  # the engine venv's base interpreter (e.g. under `pyenv root`)
     local home
     home=$(sed -n 's/^home *= *//p' "$CHECKOUT/.venv/pyvenv.cfg")
-    [ -n "$home" ] && binds+=("$(dirname "$(realpath "$home")")")
+    if [ -n "$home" ]; then
+      local base
+      base=$(dirname "$(realpath "$home")")
+      if system_dir "$base"; then  # e.g. Debian's own python3.11 in /usr: it cannot be shown inside the root
+        log "warning: the engine venv's base Python is in $base, which cannot be mounted into the root; the engine"
+        log "         will not run there (make .venv from a self-contained Python, e.g. pyenv's)"
+      else
+        binds+=("$base")
+      fi
+    fi
   fi
   unshare --mount --pid --net --fork --kill-child --propagation private -- bash -eu "${BASH_SOURCE[0]}" _ns "$ROOT" "$xvfb" "${#binds[@]}" \
     "${binds[@]}" "$@"

@@ -103,6 +103,15 @@ def assert_no_traceback(ran: Ran, what: str):
     pytest.fail(f"{what}: a Python traceback in Blender's output{where}:\n{excerpt}")
 
 
+def test_traceback_scan_names_the_step():
+    """The scan that fails the tests on tracebacks in Blender's output (draw code prints them and goes on)."""
+    clean = Ran(["blender"], 0, "STEP setup\nInfo: fine\nSTEP end\n", 1.0)
+    assert_no_traceback(clean, "clean")
+    text = "STEP setup\nSTEP pick_focus\n" + TRACEBACK + ":\n  File \"x.py\", line 1, in draw\nValueError: bad\nSTEP end\n"
+    with pytest.raises(pytest.fail.Exception, match=r"in step 'pick_focus'(.|\n)*ValueError: bad"):
+        assert_no_traceback(Ran(["blender"], 0, text, 1.0), "ui")
+
+
 @pytest.fixture(scope="session")
 def real_blender(tmp_path_factory) -> RealBlender:
     if os.name != "posix" or os.geteuid() != 0:
@@ -152,6 +161,18 @@ def installed(real_blender, tmp_path_factory):
         else None
     )
     return {"env": env, "zip": zips[0] if len(zips) == 1 else None, "runs": runs, "folder": folder}
+
+
+@pytest.fixture(scope="session")
+def engine_in_root(real_blender):
+    """The engine venv's interpreter runs inside the root (the runner mounts its base Python there)."""
+    ran = real_blender.run(ENGINE_PYTHON, "-c", "import torch, cv2, boost_core; print('engine ok', torch.__version__)",
+                           timeout=180)
+    assert ran.returncode == 0 and "engine ok" in ran.output, (
+        f"the engine venv ({ENGINE_PYTHON}) does not run inside the real-Blender root; Blender could not start "
+        f"the engine there ({ran!r}):\n{ran.tail(20)}"
+    )
+    return ENGINE_PYTHON
 
 
 @pytest.fixture(scope="session")
@@ -213,7 +234,7 @@ def batch(real_blender, env, *args, timeout=300):
     )
 
 
-def test_batch_depth_writes_depth_files_and_a_blend_that_reopens(real_blender, weights, tmp_path):
+def test_batch_depth_writes_depth_files_and_a_blend_that_reopens(real_blender, engine_in_root, weights, tmp_path):
     import cv2
     import numpy as np
 
@@ -295,7 +316,9 @@ def test_a_crash_in_a_python_script_fails_blender(real_blender, tmp_path):
 
 
 # -- c. the UI in a real window, driven by simulated events --------------------------------------------------
-def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(real_blender, installed, weights, tmp_path):
+def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(
+    real_blender, installed, engine_in_root, weights, tmp_path
+):
     for name in ("validate", "build", "install"):
         assert installed["runs"][name] is not None and installed["runs"][name].returncode == 0, (
             f"the extension did not install (see test_extension_builds_validates_installs_and_registers): {name}"
