@@ -344,8 +344,11 @@ def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(
             }
         )
     )
+    processes = tmp_path / "processes_after_quit.txt"
+    # after Blender has quit, list what still runs (Blender's children would: the pid namespace ends only later)
     ran = real_blender.run(
-        "blender", "--enable-event-simulate", "--python", SCRIPTS / "ui_flow.py", "--", config,
+        "bash", "-c", 'blender "$@"; code=$?; sleep 2; ps -eo pid,args > "$0"; exit $code', processes,
+        "--enable-event-simulate", "--python", SCRIPTS / "ui_flow.py", "--", config,
         x=True, env=env, timeout=540,
     )
     (ARTIFACTS / "blender_output.log").write_text(ran.output)
@@ -359,6 +362,13 @@ def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(
         f"UI flow failed in step {outcome['steps'][-2] if len(outcome['steps']) > 1 else '?'}: "
         f"{outcome['failures']} (screenshots in {ARTIFACTS})"
     )
-    assert outcome["ok"] and outcome["steps"][-2:] == ["mesh_from_depth", "end"], outcome["steps"]
+    assert outcome["ok"] and outcome["steps"][-2:] == ["quit_with_a_job_running", "end"], outcome["steps"]
     ran.expect(0)
-    assert len(outcome["screenshots"]) == 7 and all(Path(p).is_file() for p in outcome["screenshots"])
+    assert len(outcome["screenshots"]) == 8 and all(Path(p).is_file() for p in outcome["screenshots"])
+    # quitting Blender with a job running takes the engine child along
+    rows = [line.split(None, 1) for line in processes.read_text().splitlines()[1:]]
+    left = [
+        args for _pid, args in rows if os.path.basename(args.split()[0]) == "blender" or "-m boost_core" in args
+    ]
+    assert any(args.startswith("ps -eo") for _pid, args in rows), f"no process listing: {rows}"
+    assert not left, f"still running after Blender quit (child pid {outcome['values']['child_pid_at_quit']}): {left}"

@@ -307,6 +307,19 @@ def flow():
     check(mesh.name in scene.objects, f"{mesh.name} is not in the scene")
     screenshot("mesh_built")
 
+    step("quit_with_a_job_running")
+    settings.mode = "final"
+    yield from idle(0.3)
+    x, y = yield from find_operator_button(sidebar, "BOOST_DEPTH_OT_estimate")
+    move(x, y)
+    yield TICK
+    yield from click()
+    yield from wait_until(lambda: state.running, 10, "the last job to start")
+    yield from wait_until(lambda: state.fraction > 0.0, 90, "the last job to make progress")
+    result["values"]["child_pid_at_quit"] = addon_module("operators.jobs").active().job.pid
+    screenshot("running_at_quit")
+    # Blender quits next (see run()); the test then looks for engine processes left behind
+
     bpy.types.UI_MT_button_context_menu.remove(_record_button)
     result["ok"] = not result["failures"]
 
