@@ -57,6 +57,8 @@ def require(condition, message):
 
 
 def screenshot(name):
+    """Yields for a moment first, so that Blender has redrawn what the previous step changed."""
+    yield from idle(0.4)
     path = os.path.join(CONFIG["artifacts"], f"{len(result['screenshots']):02d}_{name}.png")
     out = subprocess.run(["import", "-window", "root", path], capture_output=True, text=True, timeout=60)
     check(out.returncode == 0 and os.path.isfile(path), f"screenshot {name}: {out.stderr.strip()}")
@@ -211,7 +213,7 @@ def flow():
     area.tag_redraw()
     yield from idle(0.5)
     require(sidebar.active_panel_category == "Depth", f"sidebar tab is {sidebar.active_panel_category!r}")
-    screenshot("photo_in_image_editor")
+    yield from screenshot("photo_in_image_editor")
 
     step("estimate_and_cancel")
     bpy.types.UI_MT_button_context_menu.append(_record_button)
@@ -231,7 +233,7 @@ def flow():
     yield from wait_until(lambda: not state.running or state.fraction > 0.0, 90, "the progress bar to move")
     require(state.running, f"the job ended before it could be cancelled: {state.message!r} {state.last_error!r}")
     result["values"]["progress_seen"] = [first, [state.fraction, state.message]]
-    screenshot("estimate_running")
+    yield from screenshot("estimate_running")
     move(main.x + main.width // 2, main.y + main.height // 2)  # Esc in the Image Editor, as a user would
     yield TICK
     yield from key("ESC")
@@ -241,7 +243,7 @@ def flow():
     check(state.last_error == "", f"an error after Esc: {state.last_error!r}")
     check(not child_alive(pid), f"the engine child {pid} still runs after Esc")
     check(scene_state() == before, f"the scene changed after a cancelled job: {before} -> {scene_state()}")
-    screenshot("cancelled")
+    yield from screenshot("cancelled")
 
     step("estimate_to_the_end")
     settings.mode = "r0"
@@ -258,7 +260,7 @@ def flow():
     check(state.last_error == "", f"error after the estimate: {state.last_error!r}")
     check(depth.get("depth_kind") == "inverse_depth", f"depth kind {depth.get('depth_kind')!r}")
     result["values"]["depth_size"] = list(depth.size)
-    screenshot("estimated")
+    yield from screenshot("estimated")
 
     step("pick_focus")
     x, y = yield from find_operator_button(sidebar, "BOOST_DEPTH_OT_pick_focus", row_of="BOOST_DEPTH_OT_dof_camera")
@@ -271,7 +273,7 @@ def flow():
     rx, ry = main.view2d.view_to_region((px + 0.5) / w, (py + 0.5) / h, clip=False)
     move(main.x + rx, main.y + ry)
     yield TICK
-    screenshot("pick_focus_eyedropper")
+    yield from screenshot("pick_focus_eyedropper")
     yield from click()
     yield from idle(0.5)
     camera = scene.camera
@@ -291,7 +293,7 @@ def flow():
     result["values"]["focus"] = {"expected": expected, "got": got, "pixel_depth": float(z[row, col])}
     check(camera.data.dof.use_dof, "depth of field is off on the camera")
     check(math.isclose(got, expected, rel_tol=1e-4), f"focus distance {got} != depth there {expected}")
-    screenshot("focus_picked")
+    yield from screenshot("focus_picked")
 
     step("mesh_from_depth")
     x, y = yield from find_operator_button(sidebar, "BOOST_DEPTH_OT_mesh_from_depth")
@@ -305,7 +307,7 @@ def flow():
     result["values"]["mesh"] = {"name": mesh.name, "vertices": len(mesh.data.vertices)}
     check(len(mesh.data.vertices) > 100, f"{mesh.name} has {len(mesh.data.vertices)} vertices")
     check(mesh.name in scene.objects, f"{mesh.name} is not in the scene")
-    screenshot("mesh_built")
+    yield from screenshot("mesh_built")
 
     step("quit_with_a_job_running")
     settings.mode = "final"
@@ -317,7 +319,7 @@ def flow():
     yield from wait_until(lambda: state.running, 10, "the last job to start")
     yield from wait_until(lambda: state.fraction > 0.0, 90, "the last job to make progress")
     result["values"]["child_pid_at_quit"] = addon_module("operators.jobs").active().job.pid
-    screenshot("running_at_quit")
+    yield from screenshot("running_at_quit")
     # Blender quits next (see run()); the test then looks for engine processes left behind
 
     bpy.types.UI_MT_button_context_menu.remove(_record_button)
