@@ -316,13 +316,14 @@ def test_a_crash_in_a_python_script_fails_blender(real_blender, tmp_path):
 
 
 # -- c. the UI in a real window, driven by simulated events --------------------------------------------------
-def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(
-    real_blender, installed, engine_in_root, weights, tmp_path
-):
+@pytest.fixture(scope="module")
+def ui_flow(real_blender, installed, engine_in_root, weights, tmp_path_factory):
+    """One run of tests/real_blender/ui_flow.py in a window; its result, output and screenshots."""
     for name in ("validate", "build", "install"):
         assert installed["runs"][name] is not None and installed["runs"][name].returncode == 0, (
             f"the extension did not install (see test_extension_builds_validates_installs_and_registers): {name}"
         )
+    tmp_path = tmp_path_factory.mktemp("ui_flow")
     # a copy of the installed user folder: the preferences this test sets (and saves on quit) stay here
     user = tmp_path / "user_copy"
     shutil.copytree(installed["folder"], user, symlinks=True)
@@ -354,9 +355,14 @@ def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(
     (ARTIFACTS / "blender_output.log").write_text(ran.output)
     if result.is_file():
         shutil.copyfile(result, ARTIFACTS / "ui_flow.json")
+    outcome = json.loads(result.read_text()) if result.is_file() else None
+    return {"ran": ran, "outcome": outcome, "processes": processes}
+
+
+def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(ui_flow):
+    ran, outcome, processes = ui_flow["ran"], ui_flow["outcome"], ui_flow["processes"]
     assert_no_traceback(ran, "the UI flow")
-    assert result.is_file(), f"ui_flow.py wrote no result ({ran!r}):\n{ran.tail()}"
-    outcome = json.loads(result.read_text())
+    assert outcome is not None, f"ui_flow.py wrote no result ({ran!r}):\n{ran.tail()}"
     print(json.dumps(outcome["values"], indent=1))
     assert not outcome["failures"], (
         f"UI flow failed in step {outcome['steps'][-2] if len(outcome['steps']) > 1 else '?'}: "
@@ -372,3 +378,31 @@ def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(
     ]
     assert any(args.startswith("ps -eo") for _pid, args in rows), f"no process listing: {rows}"
     assert not left, f"still running after Blender quit (child pid {outcome['values']['child_pid_at_quit']}): {left}"
+
+
+def progress_pixels(image, box):
+    """Pixels of the theme's blue progress-bar fill in ``image[box]``, a screenshot (BGR)."""
+    strip = image[box].astype(int)
+    b, r = strip[..., 0], strip[..., 2]
+    return int(((b > 140) & (b - r > 50)).sum())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known defect: operators/core.py redraw_all() tags only window.screen.areas, which in Blender 4.3 "
+    "leaves out the global status bar, so the status bar's progress (panels.draw_status) is not drawn while a "
+    "job runs; remove this mark once fixed",
+)
+def test_ui_status_bar_shows_the_running_job(ui_flow):
+    import cv2
+
+    outcome = ui_flow["outcome"]
+    assert outcome is not None and "estimate_running" in outcome["steps"], ui_flow["ran"].tail()
+    shot = cv2.imread(next(p for p in outcome["screenshots"] if p.endswith("_estimate_running.png")))
+    x, y = outcome["values"]["estimate_button"]  # window coordinates, from the bottom
+    height = shot.shape[0]
+    # the same job's progress bar at the top of the sidebar, above the button: the check does see one there
+    sidebar = (slice(60, height - y), slice(x - 120, x + 120))
+    assert progress_pixels(shot, sidebar) > 100, "no progress bar in the sidebar either"
+    status_bar = (slice(height - 28, height), slice(None))
+    assert progress_pixels(shot, status_bar) > 100, "no progress bar in the status bar while the job runs"
