@@ -370,7 +370,7 @@ def test_ui_estimate_cancel_pick_focus_and_mesh_in_a_window(ui_flow):
     )
     assert outcome["ok"] and outcome["steps"][-2:] == ["quit_with_a_job_running", "end"], outcome["steps"]
     ran.expect(0)
-    assert len(outcome["screenshots"]) == 8 and all(Path(p).is_file() for p in outcome["screenshots"])
+    assert len(outcome["screenshots"]) == 9 and all(Path(p).is_file() for p in outcome["screenshots"])
     # quitting Blender with a job running takes the engine child along
     rows = [line.split(None, 1) for line in processes.read_text().splitlines()[1:]]
     left = [

@@ -198,8 +198,19 @@ def flow():
     settings.range_method = "NEAR_FAR"
     photo = bpy.data.images.load(CONFIG["photo"])
 
-    # the 3D Viewport becomes an Image Editor showing the photo, with the sidebar on the Depth tab
+    # first the 3D Viewport's Depth tab (the photo chosen there), as the default layout shows it
     area = max(window.screen.areas, key=lambda a: a.width * a.height)
+    require(area.type == "VIEW_3D", f"the largest area is {area.type}, not the 3D Viewport")
+    settings.source = "IMAGE"
+    settings.image = photo
+    area.spaces.active.show_region_ui = True
+    yield from idle(0.5)
+    find_region(area, "UI").active_panel_category = "Depth"
+    area.tag_redraw()
+    yield from screenshot("view3d_depth_tab")
+
+    step("image_editor")
+    # then the 3D Viewport becomes an Image Editor showing the photo, with the sidebar on the Depth tab
     area.type = "IMAGE_EDITOR"
     space = area.spaces.active
     space.image = photo
