@@ -75,8 +75,13 @@ setup() {
   exec 9>"$ROOT.lock"
   flock 9
   if root_ok; then
-    log "cached root $ROOT: $(in_root_ns "$ROOT" blender --version 2>/dev/null | head -1)"
-    return
+    local cached
+    cached=$(in_root_ns "$ROOT" blender --version 2>/dev/null | head -1) || true
+    if [[ "$cached" == Blender\ * ]]; then
+      log "cached root $ROOT: $cached"
+      return
+    fi
+    log "cached root $ROOT: \`blender --version\` fails there; building it again"
   fi
   local t0 build=$ROOT.build
   t0=$(date +%s)
@@ -87,8 +92,9 @@ setup() {
   }
   remove_tree "$build"  # a build that was interrupted
   log "debootstrap $SUITE into $build"
+  # in a private mount namespace: what debootstrap mounts in the root (/proc, /sys) goes with it, even if killed
   # shellcheck disable=SC2086  # no mirror argument: debootstrap's default
-  debootstrap --variant=minbase "$SUITE" "$build" $MIRROR >"$build.log" 2>&1 ||
+  unshare --mount --propagation private -- debootstrap --variant=minbase "$SUITE" "$build" $MIRROR >"$build.log" 2>&1 ||
     { tail -20 "$build.log" >&2; die "debootstrap failed (log: $build.log)"; }
   log "installing ${PACKAGES[*]} ($(($(date +%s) - t0)) s so far)"
   in_root_ns "$build" bash -c "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
