@@ -11,8 +11,7 @@ from .operators import setup
 
 def _net_items(_self, _context):
     items = [(n, settings.network_title(n), f"Base network {n}") for n in settings.network_names()]
-    _net_items.cache = items
-    return items
+    return settings.keep_items("preferences.networks", items)
 
 
 def _forget(_self, _context):

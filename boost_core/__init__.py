@@ -8,8 +8,8 @@ numpy, torch and OpenCV. It never imports bpy; Blender runs it as ``python -m bo
                  and ``layers/`` (backbones and blocks the models share)
     speed/       parity-safe speed-ups of the loaded models (BatchNorm folding, channels-last, Winograd, layer
                  rewrites, the heap), with ``kernels/`` (the Winograd transforms compiled from C)
-    weights/     the model store: ``store`` (the weight files as data, the models folder, locate, verify,
-                 download) and ``download`` (resumable, verified HTTP)
+    weights/     the model store: ``catalogue`` (the weight files as data), ``store`` (the models folder,
+                 locate, verify, download) and ``download`` (resumable, verified HTTP)
     host/        process support: the engine child's runner (``engine_process``), signals, devices, peak memory,
                  the dependency installer
     tools/       research tools beside the method: Boost Your Own Depth, evaluation, training the merge network

@@ -138,7 +138,7 @@ class EstimateRequest(EngineRequest):
 
         workdir = Path(tempfile.mkdtemp(prefix="boost_depth_"))
         try:
-            photo_path = path if photo is None else images.photo_file(photo, workdir)
+            photo_path = Path(images.photo_file(photo, workdir)) if photo is not None else path
         except (OSError, ValueError, RuntimeError) as error:
             running.remove_folders([workdir])
             raise RequestError(f"Estimate Depth: {error}") from None
@@ -147,9 +147,9 @@ class EstimateRequest(EngineRequest):
         if save_files:
             if path is not None:
                 side_path = path
-            elif (photo.packed_file is None and photo.source == "FILE" and Path(photo_path).is_file()
+            elif (photo.packed_file is None and photo.source == "FILE" and photo_path.is_file()
                   and not str(photo_path).startswith(str(workdir))):
-                side_path = Path(photo_path)
+                side_path = photo_path
             else:
                 warnings.append("The photo is not a file on disk: depth files are not saved next to it")
 

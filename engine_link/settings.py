@@ -106,6 +106,16 @@ def forget_weights_cache() -> None:
 
 
 # --------------------------------------------------------------------------------------------- UI helpers
+_enum_items: dict[str, list] = {}
+
+
+def keep_items(key: str, items: list) -> list:
+    """Return ``items`` after keeping a reference to them: Blender reads a dynamic enum's strings after the items
+    callback returns, so Python must hold them (Blender's documented caveat)."""
+    _enum_items[key] = items
+    return items
+
+
 def redraw_all(context=None) -> None:
     """Tag every area (and so the status bar) of every window for redraw."""
     wm = (context or bpy.context).window_manager

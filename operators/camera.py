@@ -153,7 +153,7 @@ class BOOST_DEPTH_OT_pick_focus(bpy.types.Operator):
             return {"CANCELLED"}
         s = context.scene.boost_depth
         s.focus, s.pixel_x, s.pixel_y = "PIXEL", x, y
-        result = bpy.ops.boost_depth.dof_camera(
+        result = bpy.ops.boost_depth.dof_camera(  # type: ignore[attr-defined]  # registered at run time
             "INVOKE_DEFAULT",
             image=photo.name if photo else "",
             focus="PIXEL",

@@ -10,7 +10,7 @@ from .estimate import context_photo
 from .properties import KIND_ITEMS
 
 
-class BOOST_DEPTH_OT_load_depth(bpy.types.Operator, ImportHelper):
+class BOOST_DEPTH_OT_load_depth(bpy.types.Operator, ImportHelper):  # type: ignore[misc]  # stubs: ImportHelper.invoke/check differ from Operator's
     """Load a depth map file as the depth of the photo ('<photo> depth', float, Non-Color)"""
 
     bl_idname = "boost_depth.load_depth"

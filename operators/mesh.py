@@ -2,6 +2,7 @@
 lightweight displaced plane."""
 
 import math
+import typing
 
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
@@ -52,7 +53,14 @@ def _any_depth_image() -> bool:
     return any(images.is_depth_image(image) for image in bpy.data.images)
 
 
-class DepthOperator:
+if typing.TYPE_CHECKING:  # the mixin is checked as the Operator it is mixed into
+
+    class _OperatorMixin(bpy.types.Operator): ...
+else:
+    _OperatorMixin = object
+
+
+class DepthOperator(_OperatorMixin):
     image: StringProperty(
         name="Image", description="Photo datablock (default: from the context)", options={"SKIP_SAVE"}
     )

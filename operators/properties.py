@@ -225,12 +225,13 @@ classes = (BOOST_DEPTH_PG_settings, BOOST_DEPTH_PG_job)
 def register():
     for cls in classes:
         bpy.utils.register_class(cls)
-    bpy.types.Scene.boost_depth = PointerProperty(type=BOOST_DEPTH_PG_settings)
-    bpy.types.WindowManager.boost_depth_job = PointerProperty(type=BOOST_DEPTH_PG_job)
+    # setattr: the stubs know no attribute of ours; Blender adds them at run time
+    setattr(bpy.types.Scene, "boost_depth", PointerProperty(type=BOOST_DEPTH_PG_settings))
+    setattr(bpy.types.WindowManager, "boost_depth_job", PointerProperty(type=BOOST_DEPTH_PG_job))
 
 
 def unregister():
-    del bpy.types.WindowManager.boost_depth_job
-    del bpy.types.Scene.boost_depth
+    delattr(bpy.types.WindowManager, "boost_depth_job")
+    delattr(bpy.types.Scene, "boost_depth")
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -11,6 +11,7 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 
 from ..boost_core.host import dependencies, engine_process
+from ..boost_core.weights import catalogue
 from ..boost_core.weights import store as weights
 from ..engine_link import request, settings
 from ..engine_link import running
@@ -29,8 +30,9 @@ def weight_rows(prefs) -> list[dict]:
     """One dict per registered weight file: name, title, filename, size, licence, note, status, manual."""
     folder = settings.models_dir(prefs)
     rows = []
-    for name in weights.names():
-        wf = weights.get(name)
+    for name in catalogue.names():
+        wf = catalogue.get(name)
+        status: str
         try:
             status = weights.status(name, folder)
         except Exception as error:  # noqa: BLE001
@@ -71,7 +73,7 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
         return True
 
     def invoke(self, context, event):
-        wf = weights.get(self.name)
+        wf = catalogue.get(self.name)
         if wf is not None and (getattr(wf, "requires_acceptance", False) or wf.licence_note):
             return context.window_manager.invoke_props_dialog(
                 self, width=520, title="Licence", confirm_text="Accept and Download"
@@ -79,7 +81,7 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
         return self.execute(context)
 
     def draw(self, context):
-        wf = weights.get(self.name)
+        wf = catalogue.get(self.name)
         col = self.layout.column(align=True)
         col.label(text=f"{wf.filename}: {wf.licence}")
         for line in _wrap(wf.licence_note, 90):
@@ -121,8 +123,7 @@ def torch_items(_self, _context):
         ]
     except Exception:  # noqa: BLE001
         items = [("cpu", "CPU", "torch for the processor")]
-    torch_items.cache = items
-    return items
+    return settings.keep_items("setup.torch", items)
 
 
 class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):

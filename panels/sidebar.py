@@ -3,6 +3,8 @@
 Every action is greyed out with the reason shown under it when it cannot run (no photo, no depth, missing
 weights, a job running)."""
 
+import typing
+
 import bpy
 
 from ..operators import estimate
@@ -62,7 +64,14 @@ def draw_depth_info(layout, context):
     layout.label(text=f"{depth.name}: {kind}" + (f" ({extra})" if extra else ""), icon="CHECKMARK")
 
 
-class DepthPanel:
+if typing.TYPE_CHECKING:  # the mixin is checked as the Panel it is mixed into
+
+    class _PanelMixin(bpy.types.Panel): ...
+else:
+    _PanelMixin = object
+
+
+class DepthPanel(_PanelMixin):
     bl_region_type = "UI"
     bl_category = "Depth"
 
@@ -154,18 +163,15 @@ class CameraPanel(DepthPanel):
 
 
 def _make(space: str, prefix: str):
-    main = type(
-        f"BOOST_DEPTH_PT_{prefix}_main",
-        (MainPanel, bpy.types.Panel),
-        {"bl_space_type": space, "bl_idname": f"BOOST_DEPTH_PT_{prefix}_main"},
-    )
+    main_id = f"BOOST_DEPTH_PT_{prefix}_main"
+    main = type(main_id, (MainPanel, bpy.types.Panel), {"bl_space_type": space, "bl_idname": main_id})
     subs = [
         type(
             f"BOOST_DEPTH_PT_{prefix}_{cls.bl_label.lower()}",
             (cls, bpy.types.Panel),
             {
                 "bl_space_type": space,
-                "bl_parent_id": main.bl_idname,
+                "bl_parent_id": main_id,
                 "bl_idname": f"BOOST_DEPTH_PT_{prefix}_{cls.bl_label.lower()}",
             },
         )

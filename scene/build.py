@@ -7,6 +7,7 @@ it reproduces the photo. Objects record what they were built from in the custom 
 """
 
 import math
+import typing
 
 import bpy
 import numpy as np
@@ -193,6 +194,7 @@ def build_displaced_plane(
     texture = bpy.data.textures.get(depth_image.name)
     if texture is None or texture.type != "IMAGE":
         texture = bpy.data.textures.new(depth_image.name, "IMAGE")
+    texture = typing.cast(bpy.types.ImageTexture, texture)
     texture.image = depth_image
     texture.extension = "EXTEND"
     texture.use_interpolation = True
@@ -257,7 +259,7 @@ def ensure_camera(
         obj = bpy.data.objects.new(name, bpy.data.cameras.new(name))
         obj.matrix_world = matrix.copy() if matrix is not None else default_matrix()
     _link(obj, collection or context.collection or context.scene.collection)
-    cam = obj.data
+    cam = typing.cast(bpy.types.Camera, obj.data)
     cam.type = "PERSP"
     cam.sensor_fit = "AUTO"
     cam.sensor_width = float(sensor)
@@ -268,7 +270,7 @@ def ensure_camera(
     render.resolution_x, render.resolution_y = int(width), int(height)
     render.pixel_aspect_x = render.pixel_aspect_y = 1.0
     context.scene.camera = obj
-    data = dict(obj.get(PROP, {}))
+    data = dict(typing.cast(dict, obj.get(PROP)) or {})
     data.update(
         {"type": "CAMERA", "photo": photo_name, "fov": float(fov), "width": int(width), "height": int(height)}
     )

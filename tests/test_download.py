@@ -56,7 +56,7 @@ def leftovers(dest: Path) -> list[str]:
 
 def test_fetch_writes_verified_file_with_progress_and_user_agent(server, tmp_path):
     data = payload(3 * 1024 * 1024 + 123)
-    server.add("/m/a.bin", data, chunk_delay=0.002)
+    server.add("/m/a.bin", data, chunk_delay=0.008)  # ~0.4 s: several 0.1 s progress ticks, even under load
     events: list[D.Progress] = []
     dest = tmp_path / "models" / "a.bin"
 

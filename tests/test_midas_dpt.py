@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import synthetic_weights as sw
-from boost_core.weights import store as weights
+from boost_core.weights import catalogue as weights
 from boost_core.networks import estimate, registry
 from boost_core.networks.models import midas_dpt
 from boost_core.networks.layers import vit_blocks

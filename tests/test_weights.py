@@ -18,6 +18,7 @@ import pytest
 from weights_server import FileServer
 
 from boost_core.weights import download as D
+from boost_core.weights import catalogue as C
 from boost_core.weights import store as W
 from boost_core.cli.weights import main
 
@@ -33,12 +34,12 @@ def sha(data: bytes) -> str:
 
 
 def official_path(name: str, index: int = 0) -> str:
-    return urllib.parse.urlsplit(W.get(name).urls[index]).path
+    return urllib.parse.urlsplit(C.get(name).urls[index]).path
 
 
 @pytest.fixture(autouse=True)
 def _hermetic_env(monkeypatch, tmp_path):
-    for var in (W.ENV_MODELS, W.ENV_MIRROR, W.ENV_REGISTRY, "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+    for var in (W.ENV_MODELS, W.ENV_MIRROR, C.ENV_REGISTRY, "http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))  # never touch the real user folder
@@ -55,7 +56,7 @@ def models(tmp_path) -> Path:
     return tmp_path / "models"
 
 
-def make_entry(name="test_model", data: bytes | None = None, **changes) -> W.WeightFile:
+def make_entry(name="test_model", data: bytes | None = None, **changes) -> C.WeightFile:
     """A registry entry for a test payload, served at an 'official' address the mirror rewrites."""
     fields = dict(
         name=name, filename=f"{name}.pth", urls=(f"https://models.example.org/v1/{name}.pth",),
@@ -64,7 +65,7 @@ def make_entry(name="test_model", data: bytes | None = None, **changes) -> W.Wei
         networks=("test",),
     )
     fields.update(changes)
-    return W.WeightFile(**fields)
+    return C.WeightFile(**fields)
 
 
 def run_cli(*argv: str, **kwargs) -> tuple[int, str, str]:
@@ -75,14 +76,14 @@ def run_cli(*argv: str, **kwargs) -> tuple[int, str, str]:
 
 # ------------------------------------------------------------------------------------------ registry
 def test_registry_is_complete_and_consistent():
-    assert W.names() == (
+    assert C.names() == (
         "merge_net", "midas_v2", "midas_v21", "leres", "sgr", "dpt_beit_large_512", "dpt_hybrid_384",
         "dpt_large_384", "depth_anything_v2_small", "depth_anything_v2_base", "depth_anything_v2_large",
     )
-    filenames = [w.filename for w in W.REGISTRY.values()]
+    filenames = [w.filename for w in C.REGISTRY.values()]
     assert len(set(filenames)) == len(filenames)
-    for w in W.REGISTRY.values():
-        assert w is W.get(w.name)
+    for w in C.REGISTRY.values():
+        assert w is C.get(w.name)
         if w.sha256:
             assert re.fullmatch(r"[0-9a-f]{64}", w.sha256)
             assert w.sha256_prefix is None or w.sha256.startswith(w.sha256_prefix)
@@ -92,15 +93,15 @@ def test_registry_is_complete_and_consistent():
             assert url.startswith("https://")
             if "huggingface.co/lllyasviel" in url:
                 assert re.search(r"/resolve/[0-9a-f]{40}/", url)
-    assert W.get("merge_net").size == 318268048 and W.get("merge_net").requires_acceptance
-    assert W.get("midas_v2").sha256 is None and W.get("midas_v2").sha256_prefix == "f46da743"
-    assert W.get("sgr").manual and "1p8c8-nUTNry5usQmGdTC2TrwWrp3dQ0y" in W.get("sgr").manual_instructions
-    with pytest.raises(W.UnknownWeightsError, match="known names: merge_net"):
-        W.get("midas_v3")
+    assert C.get("merge_net").size == 318268048 and C.get("merge_net").requires_acceptance
+    assert C.get("midas_v2").sha256 is None and C.get("midas_v2").sha256_prefix == "f46da743"
+    assert C.get("sgr").manual and "1p8c8-nUTNry5usQmGdTC2TrwWrp3dQ0y" in C.get("sgr").manual_instructions
+    with pytest.raises(C.UnknownWeightsError, match="known names: merge_net"):
+        C.get("midas_v3")
 
 
 def test_apply_mirror_keeps_the_path():
-    url = W.get("merge_net").urls[0]
+    url = C.get("merge_net").urls[0]
     path = urllib.parse.urlsplit(url).path
     assert W.apply_mirror(url, "http://10.0.0.5:8080") == "http://10.0.0.5:8080" + path
     assert W.apply_mirror(url, "http://mirror.lan/hf/") == "http://mirror.lan/hf" + path
@@ -266,7 +267,7 @@ def test_cli_list_table(models):
     assert lines[0] == f"Models folder: {models}"
     assert lines[1].split() == ["NAME", "FILE", "SIZE", "LICENCE", "STATUS", "LOCATION"]
     rows = {line.split()[0]: line for line in lines[2:] if not line.startswith("!")}
-    assert set(rows) == set(W.names())
+    assert set(rows) == set(C.names())
     assert "corrupt" in rows["merge_net"] and str(models / "latest_net_G.pth") in rows["merge_net"]
     assert "318.3 MB" in rows["merge_net"] and "Academic use only" in rows["merge_net"]
     assert "missing" in rows["leres"] and "manual" in rows["sgr"]
@@ -393,24 +394,24 @@ def test_a_studio_registry_file_adds_and_overrides_entries(server, models, tmp_p
         {"name": "studio_extra", "filename": "extra.pth", "urls": [], "manual": True,
          "manual_instructions": "ask the pipeline team", "licence": "internal"},
     ]}))
-    monkeypatch.setenv(W.ENV_REGISTRY, str(registry_file))
-    assert W.names()[-1] == "studio_extra" and "midas_v2" in W.names()
-    assert W.get("merge_net").licence == "studio internal"
+    monkeypatch.setenv(C.ENV_REGISTRY, str(registry_file))
+    assert C.names()[-1] == "studio_extra" and "midas_v2" in C.names()
+    assert C.get("merge_net").licence == "studio internal"
     code, out, err = run_cli("download", "merge_net", "--models-dir", str(models), "--yes", "--progress", "none")
     assert code == 0, err
     assert (models / "latest_net_G.pth").read_bytes() == data
     code, out, _ = run_cli("list", "--models-dir", str(models))
     assert "studio_extra" in out and "studio internal" in out
-    monkeypatch.delenv(W.ENV_REGISTRY)
-    assert W.get("merge_net").licence != "studio internal"  # the official entry again
+    monkeypatch.delenv(C.ENV_REGISTRY)
+    assert C.get("merge_net").licence != "studio internal"  # the official entry again
 
 
 def test_a_broken_studio_registry_file_is_a_clear_error(tmp_path, monkeypatch):
     bad = tmp_path / "studio.json"
     bad.write_text('{"weights": [{"filename": "no-name.pth"}]}')
-    monkeypatch.setenv(W.ENV_REGISTRY, str(bad))
-    with pytest.raises(W.UnknownWeightsError, match="BOOST_DEPTH_REGISTRY=.*not a weights registry file"):
-        W.names()
-    monkeypatch.setenv(W.ENV_REGISTRY, str(tmp_path / "absent.json"))
-    with pytest.raises(W.UnknownWeightsError, match="cannot read it"):
-        W.get("merge_net")
+    monkeypatch.setenv(C.ENV_REGISTRY, str(bad))
+    with pytest.raises(C.UnknownWeightsError, match="BOOST_DEPTH_REGISTRY=.*not a weights registry file"):
+        C.names()
+    monkeypatch.setenv(C.ENV_REGISTRY, str(tmp_path / "absent.json"))
+    with pytest.raises(C.UnknownWeightsError, match="cannot read it"):
+        C.get("merge_net")

@@ -202,24 +202,13 @@ def load_networks(net: str, base_weights=None, merge_weights=None, *, models_dir
 
         folder = weights.models_dir(models_dir)
         if base_weights is None:
-            base_weights = _locate_first(weights, spec.weights, folder)
+            base_weights = weights.locate_first(spec.weights, folder)
         if with_merge and merge_weights is None:
             merge_weights = weights.locate("merge_net", folder)
     from ..speed import acceleration as speed
 
     networks = DepthNetworks.load(net, base_weights, merge_weights, device=device)
     return speed.accelerate_networks(networks, speed.Acceleration() if acceleration is None else acceleration)
-
-
-def _locate_first(weights_module, names, folder):
-    """Path of the first available weight file among ``names`` (registry order); else the first's error."""
-    first_error = None
-    for name in names:
-        try:
-            return weights_module.locate(name, folder)
-        except weights_module.MissingWeightsError as error:
-            first_error = first_error or error
-    raise first_error
 
 
 def _long_side(shape: tuple[int, int], side: int) -> tuple[int, int]:

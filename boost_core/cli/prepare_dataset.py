@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         from ..networks import registry
-        from ..algorithm.pipeline import _locate_first
 
         if args.threads:
             torch.set_num_threads(args.threads)
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         if weights_path is None:
             from ..weights import store as weights
 
-            weights_path = _locate_first(weights, net.weights, weights.models_dir(args.models_dir))
+            weights_path = weights.locate_first(net.weights, weights.models_dir(args.models_dir))
         model = registry.load_base(net, weights_path, device)
     except Exception as error:
         print(f"error: {error}", file=sys.stderr)

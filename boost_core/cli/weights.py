@@ -43,6 +43,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from ..weights import catalogue
 from ..weights import store as W
 from ..weights.download import DownloadError, Progress
 
@@ -196,7 +197,7 @@ def _progress_printer(out: _Out, name: str):
     return cb
 
 
-def _resolve(names: Sequence[str], registry: Mapping[str, W.WeightFile]) -> list[W.WeightFile]:
+def _resolve(names: Sequence[str], registry: Mapping[str, catalogue.WeightFile]) -> list[catalogue.WeightFile]:
     unknown = [n for n in names if n not in registry]
     if unknown:
         raise _UsageError(
@@ -344,7 +345,7 @@ def _cmd_path(args, registry, folder, out: _Out) -> int:
 def main(
     argv: Sequence[str] | None = None,
     *,
-    registry: Mapping[str, W.WeightFile] | None = None,
+    registry: Mapping[str, catalogue.WeightFile] | None = None,
     stdin: TextIO | None = None,
     stdout: TextIO | None = None,
     stderr: TextIO | None = None,
@@ -352,13 +353,13 @@ def main(
 ) -> int:
     """Run ``weights`` with ``argv`` (without the leading ``weights``); returns the exit status.
 
-    ``registry`` replaces :data:`boost_core.weights.store.REGISTRY` (tests, custom deployments); the
+    ``registry`` replaces :data:`boost_core.weights.catalogue.REGISTRY` (tests, custom deployments); the
     streams default to ``sys.stdin/stdout/stderr``; ``cancel`` stops a download between chunks.
     """
     stdin = stdin or sys.stdin
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    registry = W.registry() if registry is None else registry
+    registry = catalogue.registry() if registry is None else registry
     cancel = cancel or threading.Event()
     try:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))

@@ -1,2 +1,3 @@
-"""The model store: which weight files exist (``store``'s registry, as data), where they live (the models folder),
-how they are fetched (``download``: resumable HTTP with SHA-256 checks and locks) and verified. No torch."""
+"""The model store: ``catalogue`` (which weight files exist, as data: URLs, sizes, hashes, licences, and a studio's
+own entries), ``store`` (the models folder: locate, verify, download) and ``download`` (resumable HTTP with SHA-256
+checks and locks). No torch."""

@@ -388,7 +388,7 @@ def _disk_full(path: Path, need: int | None) -> DiskFullError:
         free = shutil.disk_usage(path.parent).free
     except OSError:
         pass
-    what = f" ({_human(need)} needed, {_human(free)} free)" if need is not None and free is not None else ""
+    what = f" ({human_size(need)} needed, {human_size(free)} free)" if need is not None and free is not None else ""
     return DiskFullError(
         f"not enough disk space for {path.name} in {path.parent}{what}",
         hint="free some space (a partial download is kept as .part and resumes), or choose another "
@@ -396,7 +396,8 @@ def _disk_full(path: Path, need: int | None) -> DiskFullError:
     )
 
 
-def _human(n: int | float | None) -> str:
+def human_size(n: int | float | None) -> str:
+    """Bytes in decimal units for messages: 318268048 -> "318.3 MB"; None -> "?"."""
     if n is None:
         return "?"
     for unit in ("B", "kB", "MB", "GB", "TB"):
