@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from boost_core.networks.models import depth_anything_v2
-from boost_core.networks.layers import dinov2, vit_blocks
+from boost_core.networks.layers import vit_blocks
 from boost_core.networks import estimate, registry
 from boost_core.networks.checkpoint import CheckpointError
 from paths import DATA
@@ -142,7 +142,7 @@ def test_elongated_image_forward(models):
 
 def test_chunked_attention_equals_the_plain_one(monkeypatch):
     torch.manual_seed(0)
-    attention = dinov2.Attention(384, 6).eval()
+    attention = vit_blocks.SelfAttention(384, 6, scale_first=True).eval()  # as DINOv2 runs it
     tokens = torch.randn(1, 1 + 37 * 20, 384)
     with torch.inference_mode():
         plain = attention(tokens)

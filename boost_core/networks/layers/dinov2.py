@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .vit_blocks import Mlp, attention
+from .vit_blocks import Mlp, SelfAttention
 
 PATCH_SIZE = 14
 #: side of the pretraining patch grid the pos_embed was learnt for (518 px / 14)
@@ -63,27 +63,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
-class Attention(nn.Module):
-    """Multi-head self-attention: softmax((q * d**-0.5) k^T) v, q scaled before the product (as DINOv2).
-
-    The attention matrix is computed in chunks of query rows when large (``vit_blocks.attention``).
-    """
-
-    def __init__(self, dim: int, num_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        batch, tokens, dim = x.shape
-        heads = self.num_heads
-        qkv = self.qkv(x).reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-        out = attention(qkv[0], qkv[1], qkv[2], self.scale, scale_first=True)  # (B, heads, N, d)
-        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
-
-
 class LayerScale(nn.Module):
     """Per-channel scale ``x * gamma``."""
 
@@ -101,7 +80,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, mlp_ratio: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.attn = Attention(dim, num_heads)
+        self.attn = SelfAttention(dim, num_heads, scale_first=True)  # DINOv2: q scaled before the product
         self.ls1 = LayerScale(dim)
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, dim * mlp_ratio)

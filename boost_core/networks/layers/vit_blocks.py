@@ -2,7 +2,7 @@
 
 ``attention`` is multi-head self-attention's core over (B, heads, N, d) tensors, computed in chunks of query rows
 when the (B, heads, N, N) attention matrix would exceed ``ATTENTION_CHUNK_ELEMENTS`` (each row's softmax is
-independent of the others, so chunking leaves the result unchanged); ``Mlp`` the blocks' feed-forward part.
+independent of the others, so chunking leaves the result unchanged); ``SelfAttention`` the module around it (qkv and proj); ``Mlp`` the blocks' feed-forward part.
 """
 
 from __future__ import annotations
@@ -38,6 +38,26 @@ def attention(q, k, v, scale: float, scale_first: bool, bias_rows=None) -> torch
     return out[0] if len(out) == 1 else torch.cat(out, dim=2)
 
 
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over (B, N, dim) tokens with a bias-carrying ``qkv`` and ``proj`` (the parameter
+    names of timm's ViT and DINOv2); ``scale_first`` as in :func:`attention`."""
+
+    def __init__(self, dim: int, num_heads: int, scale_first: bool):
+        super().__init__()
+        self.num_heads = num_heads
+        self.scale = (dim // num_heads) ** -0.5
+        self.scale_first = scale_first
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        heads = self.num_heads
+        q, k, v = self.qkv(x).reshape(batch, tokens, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        out = attention(q, k, v, self.scale, scale_first=self.scale_first)  # (B, heads, N, d)
+        return self.proj(out.transpose(1, 2).reshape(batch, tokens, dim))
+
+
 class Mlp(nn.Module):
     """fc1 -> exact (erf) GELU -> fc2, on (..., dim) tokens."""
 
@@ -51,4 +71,4 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-__all__ = ["ATTENTION_CHUNK_ELEMENTS", "Mlp", "attention"]
+__all__ = ["ATTENTION_CHUNK_ELEMENTS", "Mlp", "SelfAttention", "attention"]

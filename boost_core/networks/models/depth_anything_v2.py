@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers import dinov2
+from ..layers.dpt_fusion import FeatureFusionBlock
 
 
 @dataclass(frozen=True)
@@ -39,38 +40,6 @@ VARIANTS: dict[str, Variant] = {
 
 #: hidden width of the last two output convolutions
 HEAD_HIDDEN = 32
-
-
-class ResidualConvUnit(nn.Module):
-    """x + conv2(relu(conv1(relu(x)))), 3x3 convs with bias."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(features, features, 3, padding=1)
-        self.conv2 = nn.Conv2d(features, features, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
-class FeatureFusionBlock(nn.Module):
-    """DPT fusion: (path [+ rcu1(skip)]) -> rcu2 -> bilinear (align_corners) to ``size`` or x2 -> out_conv."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.out_conv = nn.Conv2d(features, features, 1)
-        self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
-
-    def forward(self, path: torch.Tensor, skip: torch.Tensor | None = None, size=None) -> torch.Tensor:
-        if skip is not None:
-            path = path + self.resConfUnit1(skip)
-        path = self.resConfUnit2(path)
-        if size is None:
-            path = F.interpolate(path, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            path = F.interpolate(path, size=tuple(size), mode="bilinear", align_corners=True)
-        return self.out_conv(path)
 
 
 class DPTHead(nn.Module):

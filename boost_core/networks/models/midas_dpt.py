@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .depth_anything_v2 import FeatureFusionBlock  # the DPT fusion block, identical in both families
-from ..layers.vit_blocks import Mlp, attention
+from ..layers.dpt_fusion import FeatureFusionBlock
+from ..layers.vit_blocks import Mlp, SelfAttention, attention
 
 PATCH = 16
 LAYER_NORM_EPS = 1e-6
@@ -58,30 +58,13 @@ VARIANTS: dict[str, Variant] = {
 
 
 # ------------------------------------------------------------------------------------------ attention
-class VitAttention(nn.Module):
-    """timm 0.6.12 ViT attention: (q k^T) * d**-0.5, qkv with bias."""
-
-    def __init__(self, dim: int, num_heads: int):
-        super().__init__()
-        self.num_heads = num_heads
-        self.scale = (dim // num_heads) ** -0.5
-        self.qkv = nn.Linear(dim, dim * 3)
-        self.proj = nn.Linear(dim, dim)
-
-    def forward(self, x):
-        b, n, c = x.shape
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = attention(q, k, v, self.scale, scale_first=False)
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
-
-
 class VitBlock(nn.Module):
     """Pre-norm block: x + attn(norm1(x)), then x + mlp(norm2(x)) (no layer scale)."""
 
     def __init__(self, dim: int, num_heads: int):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
-        self.attn = VitAttention(dim, num_heads)
+        self.attn = SelfAttention(dim, num_heads, scale_first=False)  # timm 0.6.12 ViT: (q k^T) * d**-0.5
         self.norm2 = nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
         self.mlp = Mlp(dim, dim * 4)
 
