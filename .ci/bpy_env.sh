@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Blender test environments for Boost Depth: the system libraries the bpy wheels load, and one venv per Blender
-# version (.venv-bpy42: Blender 4.2 LTS, the minimum supported; .venv-bpy50: Blender 5.0). Idempotent: a venv
-# that already imports the right bpy is kept. Each wheel is ~1 GB from PyPI.
+# version (.venv-bpy42: Blender 4.2 LTS, the minimum supported; .venv-bpy50: Blender 5.0; .venv-bpy52: Blender 5.2,
+# Python 3.13). Idempotent: a venv that already imports the right bpy is kept. Each wheel is ~1 GB from PyPI.
 #
-#   bash .ci/bpy_env.sh            # both
+#   bash .ci/bpy_env.sh            # all three
 #   bash .ci/bpy_env.sh 42         # only 4.2
 #
 # Then, per venv (the engine runs in its own interpreter, named by BOOST_DEPTH_TEST_ENGINE_PYTHON):
@@ -11,11 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${BOOST_DEPTH_BPY_PYTHON:-python3.11}  # the bpy wheels are built for CPython 3.11 only
 PYTEST=pytest==9.2.0
 declare -A WHEELS=(
   [42]="bpy==4.2.23 numpy==1.26.4"
   [50]="bpy==5.0.1 numpy==1.26.4"
+  [52]="bpy==5.2.3 numpy==2.5.5"
+)
+declare -A PYTHONS=(  # the CPython each bpy wheel is built for
+  [42]=python3.11
+  [50]=python3.11
+  [52]=python3.13
 )
 LIBS=(libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libxext6 libgl1 libegl1 libegl-mesa0
       libgl1-mesa-dri)
@@ -31,7 +36,7 @@ if ((${#missing[@]})); then
 fi
 
 versions=("$@")
-((${#versions[@]})) || versions=(42 50)
+((${#versions[@]})) || versions=(42 50 52)
 for v in "${versions[@]}"; do
   spec=${WHEELS[$v]:?unknown Blender version $v (choose from ${!WHEELS[*]})}
   venv=.venv-bpy$v
@@ -47,6 +52,6 @@ PY
   fi
   echo "bpy_env: creating $venv ($spec)"
   rm -rf "$venv"
-  "$PYTHON" -m venv "$venv"
+  "${PYTHONS[$v]}" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check $spec $PYTEST
 done

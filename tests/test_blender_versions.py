@@ -12,7 +12,7 @@ import pytest
 
 from paths import ROOT
 
-BLENDERS = {"4.2 LTS": ".venv-bpy42", "5.0": ".venv-bpy50"}
+BLENDERS = {"4.2 LTS": ".venv-bpy42", "5.0": ".venv-bpy50", "5.2": ".venv-bpy52"}
 
 
 @pytest.mark.slow

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import skimage.measure
 
 GRAY_WEIGHTS = (0.2989, 0.5870, 0.1140)
 EDGE_THRESHOLD = 0.4  # fraction of the gradient range above which a pixel counts as an edge
@@ -55,7 +54,10 @@ def _max_pool_to(square: np.ndarray, p_size: int) -> np.ndarray:
     continuation used here.
     """
     block = max(int(np.floor(square.shape[0] / p_size)), 1)
-    return skimage.measure.block_reduce(square, (block, block), np.max)
+    rows, cols = (-(-side // block) for side in square.shape)  # ceil: a partial block at the end counts
+    padded = np.zeros((rows * block, cols * block), square.dtype)
+    padded[:square.shape[0], :square.shape[1]] = square
+    return padded.reshape(rows, block, cols, block).max(axis=(1, 3))
 
 
 def _binary_edges_at(edges: np.ndarray, p_size: int) -> np.ndarray:
