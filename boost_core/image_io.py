@@ -167,45 +167,35 @@ class WriteError(OSError):
 def write_depth_files(depth: np.ndarray, paths: dict[str, Path]) -> dict[str, Path]:
     """Write every format in ``paths`` all-or-nothing.
 
-    All formats are written to temps in their target folders first, then renamed over the targets. If anything
-    fails (or a KeyboardInterrupt arrives) the renames already done are undone, a file that was replaced is put
-    back with its content and mode, and every temp is removed. New files get the umask's mode (0666 & ~umask);
-    a replaced file keeps its mode.
+    All formats are written to temps in their target folders first, then renamed over the targets
+    (``host.atomic_files.replace_all``). If anything fails (or a KeyboardInterrupt arrives) the renames already
+    done are undone, a file that was replaced is put back with its content and mode, and every temp is removed.
+    New files get the umask's mode (0666 & ~umask); a replaced file keeps its mode. An OSError is re-raised as
+    WriteError with one line naming the file, the problem and the fix.
     """
+    from .host.atomic_files import replace_all, unlink_quietly
+
     temps: dict[str, Path] = {}
-    done: list[tuple[Path, Path | None]] = []  # (target, backup of the file it replaced or None)
     current = None
     try:
         for fmt, path in paths.items():
             current = Path(path)
             temps[fmt] = _write_temp(fmt, depth, current)
-        for fmt, path in paths.items():
-            current = Path(path)
-            backup = _backup(current)
-            try:
-                os.chmod(temps[fmt], _mode_for(current, backup))
-                os.replace(temps[fmt], current)
-            except BaseException:
-                if backup is not None:
-                    _restore(backup, current)
-                raise
-            del temps[fmt]
-            done.append((current, backup))
+        current = None
+        replace_all([(temps[fmt], Path(path)) for fmt, path in paths.items()])
     except BaseException as error:
-        for target, backup in reversed(done):
-            if backup is not None:
-                _restore(backup, target)
-            else:
-                _unlink(target)
         for temp in temps.values():
-            _unlink(temp)
+            unlink_quietly(temp)
         if isinstance(error, OSError) and not isinstance(error, WriteError):
-            raise WriteError(_write_problem(current, error)) from error
+            failed = current or _failed_target(error, paths)
+            raise WriteError(_write_problem(failed, error)) from error
         raise
-    for _, backup in done:
-        if backup is not None:
-            _unlink(backup)
     return dict(paths)
+
+
+def _failed_target(error: OSError, paths: dict[str, Path]) -> Path | None:
+    named = {str(error.filename2 or ""), str(error.filename or "")}
+    return next((Path(p) for p in paths.values() if str(p) in named), None)
 
 
 def _write_problem(path: Path | None, error: OSError) -> str:
@@ -217,50 +207,6 @@ def _write_problem(path: Path | None, error: OSError) -> str:
     else:
         why, fix = error.strerror or str(error), "free space or choose another --output folder"
     return f"cannot write {path}: {why}; nothing of this image was kept (any replaced file was restored); {fix}"
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _mode_for(target: Path, backup: Path | None) -> int:
-    if backup is not None:
-        return os.stat(backup).st_mode & 0o7777
-    return 0o666 & ~_umask()
-
-
-def _backup(target: Path) -> Path | None:
-    """A hard link (else a rename) of the existing regular file at ``target`` under a hidden temp name, or None."""
-    if not os.path.isfile(target) or os.path.islink(target):
-        return None
-    for attempt in range(100):
-        name = target.parent / f".{target.name}.{os.getpid()}.{attempt}.replaced"
-        if os.path.lexists(name):
-            continue
-        try:
-            os.link(target, name)
-        except FileExistsError:
-            continue
-        except OSError:  # no hard links here (e.g. FAT): move it aside instead
-            os.rename(target, name)
-        return name
-    raise FileExistsError(f"no free backup name next to {target}")
-
-
-def _restore(backup: Path, target: Path) -> None:
-    try:
-        os.replace(backup, target)
-    except OSError:
-        pass
-
-
-def _unlink(path: Path) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _write_temp(fmt: str, depth: np.ndarray, path: Path) -> Path:
