@@ -360,3 +360,18 @@ def test_a_signal_during_inference(checkpoints, engine_env, tmp_path):
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert_cancelled(proc, "".join(lines) + stdout, stderr, tmp_path / "out")
+
+
+def test_merge_says_when_it_stretches_a_map_of_another_aspect_ratio(checkpoints, engine_env, tmp_path):
+    """Row 6: merge resizes the high map to the low one's shape; a 2:1 high map for a 4:3 low map is reported."""
+    yy, xx = np.mgrid[0:48, 0:64]
+    np.save(tmp_path / "low.npy", (xx / 64 + yy / 96).astype(np.float32))  # 64x48: 4:3
+    yy, xx = np.mgrid[0:100, 0:200]
+    np.save(tmp_path / "high.npy", (xx / 200 + yy / 300).astype(np.float32))  # 200x100: 2:1
+    proc = cli(["merge", "--low", tmp_path / "low.npy", "--high", tmp_path / "high.npy", "--output",
+                tmp_path / "merged.npy", "--merge-weights", checkpoints("merge_net"), "--device", "cpu", "--json"],
+               engine_env)
+    assert proc.returncode == 0, proc.stderr
+    (result,) = [e for e in events_of(proc.stdout) if e["event"] == "result"]
+    assert any("high.npy" in w and "200x100" in w and "stretched" in w for w in result.get("warnings", [])), result
+    assert np.load(tmp_path / "merged.npy").shape == (48, 64)
