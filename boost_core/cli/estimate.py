@@ -4,6 +4,10 @@ With ``--progress json`` stdout carries only JSON objects, one per line (the pro
 reads: start / stage / progress / result / error / done, the last with the job's peak memory: ``peak_rss_mib``
 and, on CUDA, ``cuda_peak_mib``); human-readable messages go to stderr.
 Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (weights, device), 130 cancelled.
+
+Every output name is planned before any work (``plan_job``): an output that is an input of the job, two images
+with one output, or an unwritable / non-folder ``--output`` refuse the job with exit 2. The same file listed twice
+is processed once. Writes are all-or-nothing per image (``image_io.write_depth_files``).
 """
 
 from __future__ import annotations
