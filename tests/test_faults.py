@@ -5,11 +5,13 @@ Rows of the issue and their tests:
                                                                        test_two_images_with_one_output_are_refused_up_front
 2. a failed write leaves nothing, replaced files come back            test_a_failed_write_undoes_the_image
 3. modes follow the umask; an overwritten file keeps its mode         test_new_files_follow_the_umask_and_replaced_keep_their_mode
-4. a cancel at any moment: exit 130, done event, no files, no cc1     test_a_signal_during_start_up, test_a_signal_while_the_kernels_compile,
-                                                                       test_a_signal_during_inference
+4. a cancel at any moment: exit 130, done event, no files, no cc1     test_a_signal_during_start_up, test_a_signal_while_the_networks_load,
+                                                                       test_a_signal_while_the_kernels_compile, test_a_signal_during_inference,
+                                                                       test_a_cancel_between_two_renames_undoes_the_image
 5. bad values refused before any work (exit 2, argparse-style)        test_bad_values_are_refused_up_front
 6. one clear line per failure; decoder text becomes warnings           test_unreadable_photos_get_one_clear_line, test_decoder_warnings_become_result_warnings,
-                                                                       test_malicious_pickles_are_refused_and_never_run, test_a_file_listed_twice_is_processed_once
+                                                                       test_malicious_pickles_are_refused_and_never_run, test_a_file_listed_twice_is_processed_once,
+                                                                       test_merge_says_when_it_stretches_a_map_of_another_aspect_ratio
 
 Expectations are written here from the files the tests create (bytes, modes, names), never from the code under test.
 """
@@ -347,6 +349,35 @@ def test_a_signal_while_the_kernels_compile(signum, checkpoints, engine_env, tmp
     assert left_files == []  # no library, no .part
 
 
+def open_files(pid: int) -> set[str]:
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return set()
+    found = set()
+    for name in names:
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{name}"))
+        except OSError:
+            pass
+    return found
+
+
+def test_a_signal_while_the_networks_load(checkpoints, engine_env, tmp_path):
+    """SIGTERM while torch.load reads the base network's checkpoint (seen as an open file of the process)."""
+    photo = write_photo(tmp_path / "p.png")
+    weights = str(checkpoints("midas_v2"))
+    proc = start([photo, "--mode", "r0", *weights_args(checkpoints), "--output", tmp_path / "out", "--device", "cpu",
+                  "--progress", "json"], engine_env)
+    deadline = time.monotonic() + 300
+    while weights not in open_files(proc.pid) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.002)
+    assert weights in open_files(proc.pid), "never saw the checkpoint being read"
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert_cancelled(proc, stdout, stderr, tmp_path / "out")
+
+
 def test_a_signal_during_inference(checkpoints, engine_env, tmp_path):
     photo = write_photo(tmp_path / "p.png")
     proc = start([photo, "--mode", "r0", *weights_args(checkpoints), "--output", tmp_path / "out", "--device", "cpu",
@@ -375,3 +406,28 @@ def test_merge_says_when_it_stretches_a_map_of_another_aspect_ratio(checkpoints,
     (result,) = [e for e in events_of(proc.stdout) if e["event"] == "result"]
     assert any("high.npy" in w and "200x100" in w and "stretched" in w for w in result.get("warnings", [])), result
     assert np.load(tmp_path / "merged.npy").shape == (48, 64)
+
+
+def test_a_cancel_between_two_renames_undoes_the_image(tmp_path, monkeypatch):
+    """Row 4 (writing): SIGTERM arrives as KeyboardInterrupt between the renames of one image's formats; the first
+    rename is undone (the replaced file comes back, bytes and mode) and no temp or backup is left."""
+    from boost_core import image_io
+
+    (tmp_path / "a.png").write_bytes(b"old png")
+    os.chmod(tmp_path / "a.png", 0o604)
+    before = tree(tmp_path)
+    real_replace, renames = os.replace, []
+
+    def interrupted_replace(src, dst, *args, **kwargs):
+        if ".part" in os.path.basename(src):
+            renames.append(dst)
+            if len(renames) == 2:
+                raise KeyboardInterrupt
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "replace", interrupted_replace)
+    depth = np.linspace(0, 1, 48 * 64, dtype=np.float32).reshape(48, 64)
+    with pytest.raises(KeyboardInterrupt):
+        image_io.write_depth_files(depth, image_io.output_paths("a", tmp_path, ["png16", "exr", "npy"]))
+    assert len(renames) == 2
+    assert tree(tmp_path) == before
