@@ -77,10 +77,15 @@ def captured_stderr():
     lines, filled when the block ends. Python's own sys.stderr is flushed first and left pointing at fd 2."""
     lines: list[str] = []
     try:
-        sys.stderr.flush()
+        if sys.stderr is not None:
+            sys.stderr.flush()
     except (OSError, ValueError):
         pass
-    saved = os.dup(2)
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (a daemon): nothing to capture, nothing printed anywhere
+        yield lines
+        return
     try:
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 2)
