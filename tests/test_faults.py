@@ -1,17 +1,21 @@
 """Issue 19, "Nothing lost, ever": bad inputs and faults against the real CLI (``python -m boost_core`` as a child).
 
 Rows of the issue and their tests:
-1. an output that is an input / two images with one output            test_an_output_naming_an_input_is_refused_up_front,
-                                                                       test_two_images_with_one_output_are_refused_up_front
-2. a failed write leaves nothing, replaced files come back            test_a_failed_write_undoes_the_image
-3. modes follow the umask; an overwritten file keeps its mode         test_new_files_follow_the_umask_and_replaced_keep_their_mode
-4. a cancel at any moment: exit 130, done event, no files, no cc1     test_a_signal_during_start_up, test_a_signal_while_the_networks_load,
-                                                                       test_a_signal_while_the_kernels_compile, test_a_signal_during_inference,
-                                                                       test_a_cancel_between_two_renames_undoes_the_image
-5. bad values refused before any work (exit 2, argparse-style)        test_bad_values_are_refused_up_front
-6. one clear line per failure; decoder text becomes warnings           test_unreadable_photos_get_one_clear_line, test_decoder_warnings_become_result_warnings,
-                                                                       test_malicious_pickles_are_refused_and_never_run, test_a_file_listed_twice_is_processed_once,
-                                                                       test_merge_says_when_it_stretches_a_map_of_another_aspect_ratio
+1. an output that is an input / two images with one output:
+   test_an_output_naming_an_input_is_refused_up_front, test_two_images_with_one_output_are_refused_up_front
+2. a failed write leaves nothing, replaced files come back: test_a_failed_write_undoes_the_image
+3. modes follow the umask, an overwritten file keeps its mode:
+   test_new_files_follow_the_umask_and_replaced_keep_their_mode
+4. a cancel at any moment: exit 130, done event, no files, no cc1 left:
+   test_a_signal_during_start_up, test_a_signal_while_the_networks_load, test_a_signal_while_the_kernels_compile,
+   test_a_signal_during_inference, test_a_cancel_between_two_renames_undoes_the_image
+5. bad values refused before any work (exit 2, argparse-style): test_bad_values_are_refused_up_front
+6. one clear line per failure, decoder text becomes warnings:
+   test_unreadable_photos_get_one_clear_line, test_decoder_warnings_become_result_warnings,
+   test_malicious_pickles_are_refused_and_never_run, test_a_file_listed_twice_is_processed_once,
+   test_merge_says_when_it_stretches_a_map_of_another_aspect_ratio
+The Blender side's rows are in tests/blender: test_side_outputs_are_all_or_nothing,
+test_blend_never_over_an_input_or_a_folder.
 
 Expectations are written here from the files the tests create (bytes, modes, names), never from the code under test.
 """

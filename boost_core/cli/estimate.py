@@ -49,11 +49,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merge-weights", type=Path, help="merge network latest_net_G.pth (default: models folder)")
     parser.add_argument("--models-dir", type=Path, help="models folder (default: BOOST_DEPTH_MODELS or per-user)")
     parser.add_argument("--output", "-o", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--max-res", type=_positive_float("--max-res"), default=None, help="cap on the boosted long side in px")
+    parser.add_argument("--max-res", type=_positive_float("--max-res"), default=None,
+                        help="cap on the boosted long side in px")
     parser.add_argument("--output-size", choices=("input", "full"), default="input",
                         help="input: map at the photo's size (reference default); full: at the boosted size")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--threads", type=_positive_int("--threads"), default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--threads", type=_positive_int("--threads"), default=None,
+                        help="CPU threads for torch (default: all cores)")
     parser.add_argument("--plain", action="store_true",
                         help="run the networks as loaded, without the default parity-safe optimisations (BatchNorm "
                              "folding, channels-last, Winograd convolutions, freed-memory reuse): the benchmarks' "

@@ -17,7 +17,8 @@ SUBCOMMANDS = {  # name -> module of this package with main(argv) -> int
 
 
 def wants_json(argv: list[str]) -> bool:
-    """Whether the command line asks for JSON lines (``--progress json`` / ``--progress=json``), read without argparse."""
+    """Whether the command line asks for JSON lines (``--progress json`` / ``--progress=json``; ``merge --json``),
+    read without argparse."""
     if argv[:1] == ["merge"]:
         return "--json" in argv
     return any(a == "--progress=json" or (a == "--progress" and b == "json") for a, b in zip(argv, argv[1:] + [""]))

@@ -108,7 +108,8 @@ def _refused_by_weights_only(exc: Exception) -> bool:
     """torch's safe unpickler refused the file (a global, a reduce, a build it does not allow), as opposed to
     a damaged file: such a file would run code under ``weights_only=False``, so it is never suggested."""
     text = str(exc)
-    return "Weights only load failed" in text and not any(damage in text for damage in ("truncated", "EOF", "unexpected end", "could not find"))
+    damage = ("truncated", "EOF", "unexpected end", "could not find")
+    return "Weights only load failed" in text and not any(word in text for word in damage)
 
 
 def _torch_reason(exc: Exception) -> str:
