@@ -6,7 +6,9 @@ the map before quantisation) and ``color`` (8-bit INFERNO PNG, as the reference'
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,26 +24,80 @@ class ImageReadError(ValueError):
     """A file could not be read as an image; the message names the file and why."""
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, warnings: list | None = None) -> np.ndarray:
     """A photo file -> float64 (H, W, 3) RGB in [0, 1].
 
     8-bit files are divided by 255 (bit-identical to the reference's cv2.imread path), 16-bit by 65535.
     Grey images become 3 channels, alpha is dropped, EXIF orientation is applied.
+    What the decoders print (libjpeg's "Corrupt JPEG data", libpng's errors) is captured, not left on stderr:
+    appended to ``warnings`` when the image decodes, part of the ImageReadError message when it does not.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ImageReadError(f"cannot read image {path}: it is a folder, not an image file; give the photo files "
+                             "inside it")
     if not path.is_file():
-        raise ImageReadError(f"cannot read image {path}: no such file")
-    data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths on Windows
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+        raise ImageReadError(f"cannot read image {path}: no such file; check the path")
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # imdecode also handles non-ASCII paths on Windows
+    except OSError as error:
+        raise ImageReadError(f"cannot read image {path}: {error.strerror or error}; check its permissions") from None
+    try:
+        with captured_stderr() as said:
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH) if data.size else None
+    except cv2.error as error:
+        if "CV_IO_MAX_IMAGE_PIXELS" in str(error) or "validateInputImageSize" in str(error):
+            raise ImageReadError(
+                f"cannot read image {path}: its header declares more pixels than OpenCV allows (a damaged file or a "
+                "decompression bomb); re-save the photo at a normal size") from None
+        raise ImageReadError(f"cannot read image {path}: OpenCV refused it ({_one_line(str(error))}); re-save it as "
+                             "PNG or JPEG") from None
+    decoder = "; ".join(said)
     if image is None:
-        raise ImageReadError(
-            f"cannot read image {path}: not an image OpenCV can decode "
-            f"(use one of {', '.join(PHOTO_EXTENSIONS)})")
+        why = f"damaged or truncated ({decoder})" if decoder else "not an image OpenCV can decode"
+        raise ImageReadError(f"cannot read image {path}: {why}; re-save or re-export it "
+                             f"(one of {', '.join(PHOTO_EXTENSIONS)})")
+    if warnings is not None:
+        warnings.extend(f"{path.name}: decoder: {line}" for line in said)
     scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype)
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     if scale is None:  # float files (e.g. 32-bit TIFF): taken as linear [0, 1]
         return np.clip(rgb.astype(np.float64), 0, 1)
     return rgb.astype(np.float64) / scale
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    return text.split(") ", 1)[-1][:200] if "error:" in text else text[:200]
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Redirect file descriptor 2 (where native decoders write) to a temp file; yields the list of its non-empty
+    lines, filled when the block ends. Python's own sys.stderr is flushed first and left pointing at fd 2."""
+    lines: list[str] = []
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
+    try:
+        saved = os.dup(2)
+    except OSError:  # no fd 2 (a daemon): nothing to capture, nothing printed anywhere
+        yield lines
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield lines
+            finally:
+                os.dup2(saved, 2)
+                sink.seek(0)
+                text = sink.read().decode("utf-8", "replace")
+                lines.extend(line.strip() for line in text.splitlines() if line.strip())
+    finally:
+        os.close(saved)
 
 
 def read_depth(path: str | Path) -> np.ndarray:
@@ -109,19 +165,53 @@ def output_paths(stem: str, directory: str | Path, formats) -> dict[str, Path]:
     return {fmt: Path(directory) / f"{stem}{SUFFIXES[fmt]}" for fmt in formats}
 
 
+class WriteError(OSError):
+    """Writing an image's outputs failed; nothing of them was kept and replaced files were restored."""
+
+
 def write_depth_files(depth: np.ndarray, paths: dict[str, Path]) -> dict[str, Path]:
-    """Write every format in ``paths`` all-or-nothing: all temps first, then replace; on failure none remain."""
+    """Write every format in ``paths`` all-or-nothing.
+
+    All formats are written to temps in their target folders first, then renamed over the targets
+    (``host.atomic_files.replace_all``). If anything fails (or a KeyboardInterrupt arrives) the renames already
+    done are undone, a file that was replaced is put back with its content and mode, and every temp is removed.
+    New files get the umask's mode (0666 & ~umask); a replaced file keeps its mode. An OSError is re-raised as
+    WriteError with one line naming the file, the problem and the fix.
+    """
+    from .host.atomic_files import replace_all, unlink_quietly
+
     temps: dict[str, Path] = {}
+    current = None
     try:
         for fmt, path in paths.items():
-            temps[fmt] = _write_temp(fmt, depth, Path(path))
-        for fmt, path in paths.items():
-            os.replace(temps.pop(fmt), path)
-    except BaseException:
+            current = Path(path)
+            temps[fmt] = _write_temp(fmt, depth, current)
+        current = None
+        replace_all([(temps[fmt], Path(path)) for fmt, path in paths.items()])
+    except BaseException as error:
         for temp in temps.values():
-            temp.unlink(missing_ok=True)
+            unlink_quietly(temp)
+        if isinstance(error, OSError) and not isinstance(error, WriteError):
+            failed = current or _failed_target(error, paths)
+            raise WriteError(_write_problem(failed, error)) from error
         raise
     return dict(paths)
+
+
+def _failed_target(error: OSError, paths: dict[str, Path]) -> Path | None:
+    named = {str(error.filename2 or ""), str(error.filename or "")}
+    return next((Path(p) for p in paths.values() if str(p) in named), None)
+
+
+def _write_problem(path: Path | None, error: OSError) -> str:
+    if isinstance(error, IsADirectoryError) or (path is not None and path.is_dir()):
+        why, fix = "a folder has that name", "remove or rename that folder, or choose another --output"
+    elif isinstance(error, PermissionError):
+        why, fix = ("permission denied (a read-only folder, or a file owned by someone else in a shared folder)",
+                    "choose another --output folder")
+    else:
+        why, fix = error.strerror or str(error), "free space or choose another --output folder"
+    return f"cannot write {path}: {why}; nothing of this image was kept (any replaced file was restored); {fix}"
 
 
 def _write_temp(fmt: str, depth: np.ndarray, path: Path) -> Path:

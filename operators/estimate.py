@@ -53,10 +53,14 @@ def estimate_blocker(context, net: str | None = None) -> str | None:
 
 
 def side_outputs(outputs: dict, photo_path: Path, formats) -> list[Path]:
-    """Copy the engine's outputs of ``formats`` next to the photo as ``<stem>_depth<suffix>`` (temp name, then
-    rename). Never writes over the photo. Returns the written paths."""
-    written = []
+    """Copy the engine's outputs of ``formats`` next to the photo as ``<stem>_depth<suffix>``, all-or-nothing:
+    every copy goes to a temp name in the photo's folder first, then all are renamed into place; a failure undoes
+    the renames (a replaced file comes back), removes every temp and raises. Never writes over the photo or an
+    engine output. New files follow the umask; a replaced file keeps its mode. Returns the written paths."""
+    from ..boost_core.host.atomic_files import replace_all, unlink_quietly
+
     stem = photo_path.stem
+    plan = []
     for fmt in formats:
         src = outputs.get(fmt)
         if not src:
@@ -64,23 +68,24 @@ def side_outputs(outputs: dict, photo_path: Path, formats) -> list[Path]:
         src = Path(src)
         rest = src.name[len(stem) :] if src.name.startswith(stem) else src.suffix
         dest = photo_path.with_name(f"{stem}_depth{rest}")
-        if dest.resolve() == photo_path.resolve():
-            raise ValueError(f"refusing to write {dest} over the photo")
-        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-        try:
+        if dest.resolve() == photo_path.resolve() or any(
+                dest.resolve() == Path(other).resolve() for other in outputs.values() if other):
+            raise ValueError(f"refusing to write {dest} over the photo or an engine output")
+        plan.append((src, dest))
+    temps = []
+    try:
+        for src, dest in plan:
+            fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+            temps.append(tmp)
             with os.fdopen(fd, "wb") as f, open(src, "rb") as s:
                 while chunk := s.read(1 << 20):
                     f.write(chunk)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a depth map is an ordinary file
-            os.replace(tmp, dest)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        written.append(dest)
-    return written
+        replace_all([(tmp, dest) for tmp, (_, dest) in zip(temps, plan)])
+    except BaseException:
+        for tmp in temps:
+            unlink_quietly(tmp)
+        raise
+    return [dest for _, dest in plan]
 
 
 class BOOST_DEPTH_OT_estimate(bpy.types.Operator):

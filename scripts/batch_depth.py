@@ -284,9 +284,25 @@ def build_blend(args, successes: list[tuple[Path, dict]], blend_path: Path) -> l
     if len(bpy.data.scenes) > 1:
         bpy.data.scenes.remove(placeholder)
         blend_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = blend_path.with_name(f".{blend_path.name}.part.blend")
-        bpy.ops.wm.save_as_mainfile(filepath=str(tmp), check_existing=False, relative_remap=False, copy=True)
-        os.replace(tmp, blend_path)
+        # a temp name of this process in the same folder, then one rename: the .blend is whole or absent (an old
+        # one stays as it was when saving fails or is cancelled); the temp never survives
+        tmp = blend_path.with_name(f".{blend_path.stem}.{os.getpid()}.part.blend")
+        try:
+            bpy.ops.wm.save_as_mainfile(filepath=str(tmp), check_existing=False, relative_remap=False, copy=True)
+            if not tmp.is_file():
+                raise OSError(f"Blender did not save {tmp}")
+            mode = (blend_path.stat().st_mode & 0o7777) if blend_path.is_file() else None
+            if mode is not None:
+                os.chmod(tmp, mode)  # an overwritten .blend keeps its mode
+            os.replace(tmp, blend_path)
+        except (Exception, KeyboardInterrupt) as error:
+            for leftover in (tmp, tmp.with_name(tmp.name + "1")):  # Blender's own .blend1 backup of the temp
+                if leftover.exists():
+                    leftover.unlink()
+            if isinstance(error, KeyboardInterrupt):
+                raise
+            failures.append((blend_path.name, f"saving the .blend failed: {error}"))
+            say(f"{blend_path.name}: FAILED to save: {error}")
     return failures
 
 
@@ -316,6 +332,14 @@ def main(argv: list[str] | None = None) -> int:
             )
             return EXIT_USAGE
     images, problems = expand_inputs(args.inputs, frames)
+    if args.blend:
+        blend = Path(args.blend).resolve()
+        if blend.is_dir():
+            say(f"error: --blend {args.blend} is a folder; give a .blend file name")
+            return EXIT_USAGE
+        if any(blend == Path(p).resolve() for p in images):
+            say(f"error: --blend {args.blend} is one of the input images; give another .blend file name")
+            return EXIT_USAGE
     for name, why in problems:
         say(f"{name}: FAILED: {why}")
     if not images:

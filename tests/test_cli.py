@@ -74,7 +74,7 @@ def test_never_overwrites_the_input_or_existing_outputs(photos, checkpoints, eng
     photo.write_bytes((photos / "coffee.png").read_bytes())
     before = photo.read_bytes()
     proc = run([photo, "--mode", "r0", *weights_args(checkpoints), "--output", tmp_path], engine_env)
-    assert proc.returncode == 1 and "overwrite the input" in proc.stderr
+    assert proc.returncode == 2 and "would overwrite the input" in proc.stderr  # refused up front (issue 19)
     assert photo.read_bytes() == before
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "shot.npy").write_bytes(b"keep me")

@@ -4,13 +4,20 @@ With ``--progress json`` stdout carries only JSON objects, one per line (the pro
 reads: start / stage / progress / result / error / done, the last with the job's peak memory: ``peak_rss_mib``
 and, on CUDA, ``cuda_peak_mib``); human-readable messages go to stderr.
 Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (weights, device), 130 cancelled.
+
+Every output name is planned before any work (``plan_job``): an output that is an input of the job, two images
+with one output, or an unwritable / non-folder ``--output`` refuse the job with exit 2. The same file listed twice
+is processed once. Writes are all-or-nothing per image (``image_io.write_depth_files``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import replace
@@ -42,18 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--merge-weights", type=Path, help="merge network latest_net_G.pth (default: models folder)")
     parser.add_argument("--models-dir", type=Path, help="models folder (default: BOOST_DEPTH_MODELS or per-user)")
     parser.add_argument("--output", "-o", type=Path, required=True, help="output folder (created if needed)")
-    parser.add_argument("--max-res", type=float, default=None, help="cap on the boosted long side in px")
+    parser.add_argument("--max-res", type=_positive_float("--max-res"), default=None,
+                        help="cap on the boosted long side in px")
     parser.add_argument("--output-size", choices=("input", "full"), default="input",
                         help="input: map at the photo's size (reference default); full: at the boosted size")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: all cores)")
+    parser.add_argument("--threads", type=_positive_int("--threads"), default=None,
+                        help="CPU threads for torch (default: all cores)")
     parser.add_argument("--plain", action="store_true",
                         help="run the networks as loaded, without the default parity-safe optimisations (BatchNorm "
                              "folding, channels-last, Winograd convolutions, freed-memory reuse): the benchmarks' "
                              "baseline, slower")
     parser.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
                         help="bf16 (CPU/CUDA) or fp16 (CUDA/MPS) autocast: faster, breaks parity (default fp32)")
-    parser.add_argument("--batch", type=int, default=None,
+    parser.add_argument("--batch", type=_positive_int("--batch"), default=None,
                         help="patches per batched network call in final mode (default: 2 on CPU, 4 on GPUs; 1 = one "
                              "patch at a time as the reference; same output)")
     parser.add_argument("--format", default="png16", type=_formats(FORMATS),
@@ -62,6 +71,32 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
                         help="auto: a bar on a terminal; json: JSON lines on stdout")
     return parser
+
+
+def _positive_float(option):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a positive number of pixels; give e.g. {option} 2000, or leave it out")
+        return value
+    return parse
+
+
+def _positive_int(option):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number of at least 1; give e.g. {option} 2, or leave it out for the default")
+        return value
+    return parse
 
 
 def _formats(known):
@@ -115,22 +150,29 @@ class Reporter:
 
 
 def estimate_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    reporter = Reporter(args.progress)
     terminate_as_interrupt()
-    try:
-        networks, device = _setup(args)
-    except Exception as error:  # weights missing/corrupt, device unavailable: nothing can run
-        reporter.emit({"event": "error", "image": None, "message": str(error), "hint": getattr(error, "hint", "")})
-        reporter.emit({"event": "done", "ok": 0, "failed": len(args.images), **peak_memory.job_memory()})
-        reporter.message(f"error: {error}")
-        return EXIT_USAGE
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    reporter = Reporter(args.progress)
     ok = failed = 0
-    cancel = threading.Event()
-    names = _planned_outputs(args)
-    total = len(args.images)
+    device = None
     try:
-        for index, image_path in enumerate(args.images):
+        try:
+            images, names, notes = plan_job(args)
+        except PlanError as error:
+            parser.error(str(error))  # exit 2 with the usage line, before any work
+        for note in notes:
+            reporter.message(note)
+        try:
+            networks, device = _setup(args)
+        except Exception as error:  # weights missing/corrupt, device unavailable: nothing can run
+            reporter.emit({"event": "error", "image": None, "message": str(error), "hint": getattr(error, "hint", "")})
+            reporter.emit({"event": "done", "ok": 0, "failed": len(images), **peak_memory.job_memory()})
+            reporter.message(f"error: {error}")
+            return EXIT_USAGE
+        cancel = threading.Event()
+        total = len(images)
+        for index, image_path in enumerate(images):
             reporter.image = str(image_path)
             reporter.emit({"event": "start", "index": index, "total": total})
             try:
@@ -157,6 +199,80 @@ def estimate_main(argv: list[str]) -> int:
     return EXIT_FAILED if failed else 0
 
 
+class PlanError(ValueError):
+    """The job cannot start: an output name collides with an input or another image's output, or the output
+    folder cannot be written. Reported up front (exit 2) before any network is loaded."""
+
+
+def _identity(path: Path):
+    """What makes two paths the same file: (device, inode) when it exists, else the resolved path."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.normcase(os.path.realpath(path)))
+
+
+def _check_output_folder(folder: Path) -> None:
+    """The output folder (or, when it does not exist yet, its nearest existing parent) must be a writable folder.
+
+    Probed by creating and removing a temp entry, so it also holds for root and read-only file systems."""
+    probe = folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        if probe == folder:
+            raise PlanError(f"--output {folder} is a file, not a folder; give a folder (it is created if needed)")
+        raise PlanError(f"--output {folder} cannot be created: {probe} is a file; give another folder")
+    try:
+        if probe == folder:
+            fd, name = tempfile.mkstemp(prefix=".boost-depth-probe-", dir=probe)
+            os.close(fd)
+            os.unlink(name)
+        else:
+            os.rmdir(tempfile.mkdtemp(prefix=".boost-depth-probe-", dir=probe))
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        where = folder if probe == folder else probe
+        raise PlanError(f"--output {folder} is not writable ({where}: {reason}); give a folder you can write to")
+
+
+def plan_job(args) -> tuple[list[str], list[str], list[str]]:
+    """Every output name of the job, decided before any work: (images, output stem per image, notes).
+
+    The same file listed more than once is processed once (a note says so). Raises PlanError when an output
+    would be one of the job's inputs, when two images would write the same output, or when --output is not a
+    writable folder."""
+    from ..image_io import output_paths
+
+    _check_output_folder(args.output)
+    images: list[str] = []
+    notes: list[str] = []
+    seen_inputs: dict = {}
+    for image in args.images:
+        key = _identity(Path(image))
+        if key in seen_inputs:
+            notes.append(f"{image}: listed more than once (same file as {seen_inputs[key]}); processed once")
+            continue
+        seen_inputs[key] = image
+        images.append(image)
+    stems: list[str] = []
+    owners: dict = {}
+    for image in images:
+        stem = Path(image).stem
+        for target in output_paths(stem, args.output, args.format).values():
+            key = _identity(target)
+            if key in seen_inputs:
+                raise PlanError(f"the output {target} of {image} would overwrite the input {seen_inputs[key]}; "
+                                "choose another --output folder")
+            if key in owners:
+                raise PlanError(f"{image} and {owners[key]} would both write {target}; rename one of them "
+                                "or run them with separate --output folders")
+            owners[key] = image
+        stems.append(stem)
+    return images, stems, notes
+
+
 def _setup(args):
     import torch
 
@@ -175,36 +291,17 @@ def _setup(args):
     return networks, device
 
 
-def _planned_outputs(args) -> list:
-    """Output stem per image, or an Exception to report for that image (duplicate stem)."""
-    seen: dict[str, str] = {}
-    plan = []
-    for image in args.images:
-        stem = Path(image).stem
-        if stem in seen:
-            plan.append(ValueError(f"its output name {stem!r} is already used by {seen[stem]}; "
-                                   "rename one of them or run them with separate --output folders"))
-        else:
-            seen[stem] = str(image)
-            plan.append(stem)
-    return plan
-
-
 def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> None:
     from ..image_io import output_paths, read_image, write_depth_files
     from ..algorithm.pipeline import boost
 
-    if isinstance(stem, Exception):
-        raise stem
     paths = output_paths(stem, args.output, args.format)
-    source = path.resolve()
     for target in paths.values():
-        if target.resolve() == source:
-            raise ValueError(f"writing {target} would overwrite the input image; choose another --output folder")
-        if target.exists() and not args.overwrite:
+        if os.path.lexists(target) and not args.overwrite:
             raise FileExistsError(f"{target} already exists; pass --overwrite to replace it, or pick another --output")
     start = time.perf_counter()
-    rgb = read_image(path)
+    decoder_warnings: list[str] = []
+    rgb = read_image(path, warnings=decoder_warnings)
     result = boost(rgb, args.net, args.mode, args.max_res, networks=networks, device=device,
                    output_size=args.output_size, progress=reporter.emit, cancel=cancel, max_batch=args.batch)
     reporter.emit({"event": "stage", "stage": "writing"})
@@ -213,5 +310,5 @@ def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> 
         "event": "result", "outputs": {fmt: str(p) for fmt, p in written.items()}, "R": result.R,
         "factor": result.factor, "kind": result.kind, "net": result.net, "mode": result.mode,
         "shape": list(result.depth.shape), "patches": len(result.patches), "boosted": result.boosted,
-        "warnings": result.warnings, "seconds": round(time.perf_counter() - start, 3),
+        "warnings": decoder_warnings + list(result.warnings), "seconds": round(time.perf_counter() - start, 3),
     })

@@ -192,14 +192,15 @@ def main(argv: list[str] | None = None) -> int:
                 emit.error(job.name, job.problem)
                 continue
             try:
-                depth = merge_files(job.low, job.high, networks, args.output_size)
+                warnings: list[str] = []
+                depth = merge_files(job.low, job.high, networks, args.output_size, warnings=warnings)
                 write_depth_files(depth, {job.format: job.output})
             except (OSError, ValueError) as error:
                 failed += 1
                 emit.error(job.name, str(error))
                 continue
             ok += 1
-            emit.result(job, depth.shape)
+            emit.result(job, depth.shape, warnings)
     except KeyboardInterrupt:
         emit.done(ok, failed, cancelled=True)
         return EXIT_CANCELLED
@@ -222,12 +223,15 @@ class _Emitter:
             self._json({"event": "error", "image": name, "message": message})
         print(f"{name + ': ' if name else ''}error: {message}", file=sys.stderr)
 
-    def result(self, job: Job, shape) -> None:
+    def result(self, job: Job, shape, warnings=()) -> None:
         if self.as_json:
             self._json({"event": "result", "image": job.name, "low": str(job.low), "high": str(job.high),
-                        "outputs": {job.format: str(job.output)}, "shape": list(shape)})
+                        "outputs": {job.format: str(job.output)}, "shape": list(shape),
+                        "warnings": list(warnings)})
         else:
             print(f"{job.low} + {job.high} -> {job.output} ({shape[1]}x{shape[0]})")
+            for warning in warnings:
+                print(f"{job.name}: warning: {warning}", file=sys.stderr)
 
     def done(self, ok: int, failed: int, cancelled: bool = False) -> None:
         if self.as_json:

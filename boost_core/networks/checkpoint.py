@@ -64,10 +64,10 @@ def read_state_dict(
         raise CheckpointError(f"{where} cannot be opened ({reason})") from exc
     except Exception as exc:  # RuntimeError, UnpicklingError, EOFError, KeyError...: depends on the damage
         reason = _torch_reason(exc)
-        if "Unsupported global" in reason:
-            what = ("holds Python objects that safe loading (weights_only=True) refuses to unpickle, "
-                    "so it is not a plain checkpoint of tensors")
-            fix = f"Use the official file: {_download_hint(weights_name)}"
+        if _refused_by_weights_only(exc):
+            raise CheckpointError(
+                f"{where} refused: not a plain weights file (it would run code when loaded); "
+                f"it was not loaded. Use the official file: {_download_hint(weights_name)}") from None
         else:
             what = "cannot be read: it is truncated, corrupt or not a torch checkpoint"
             fix = f"Delete it and get it again: {_download_hint(weights_name)}"
@@ -102,6 +102,14 @@ def unwrap_state_dict(obj, wrappers: tuple[str, ...] = DEFAULT_WRAPPERS, *, wher
     if all(isinstance(k, str) and k.startswith(_PREFIX) for k in keys):
         return {k[len(_PREFIX):]: v for k, v in sd.items()}
     return dict(sd)
+
+
+def _refused_by_weights_only(exc: Exception) -> bool:
+    """torch's safe unpickler refused the file (a global, a reduce, a build it does not allow), as opposed to
+    a damaged file: such a file would run code under ``weights_only=False``, so it is never suggested."""
+    text = str(exc)
+    damage = ("truncated", "EOF", "unexpected end", "could not find")
+    return "Weights only load failed" in text and not any(word in text for word in damage)
 
 
 def _torch_reason(exc: Exception) -> str:

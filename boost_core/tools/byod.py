@@ -98,7 +98,16 @@ def load_merge_network(merge_weights: str | Path | None = None, models_dir: str 
     return DepthNetworks(net=None, base_model=None, merge_model=model, device=device)
 
 
-def merge_files(low_path: str | Path, high_path: str | Path, networks, output_size: str = "low") -> np.ndarray:
+def aspect_mismatch(low_shape, high_shape, tolerance: float = 0.01) -> float:
+    """The relative difference of two (H, W) shapes' aspect ratios when over ``tolerance`` (1%), else 0."""
+    a = low_shape[1] / low_shape[0]
+    b = high_shape[1] / high_shape[0]
+    difference = abs(a - b) / min(a, b)
+    return difference if difference > tolerance else 0.0
+
+
+def merge_files(low_path: str | Path, high_path: str | Path, networks, output_size: str = "low",
+                warnings: list | None = None) -> np.ndarray:
     """Read two depth files at full precision, merge them, and size the result.
 
     output_size: "low" resizes (cubic) to the low-resolution map's (H, W), as the reference's default;
@@ -112,6 +121,11 @@ def merge_files(low_path: str | Path, high_path: str | Path, networks, output_si
         raise ValueError(f"unknown output size {output_size!r}; choose one of {', '.join(OUTPUT_SIZES)}")
     low = read_depth(low_path)
     high = read_depth(high_path)
+    stretch = aspect_mismatch(low.shape, high.shape)
+    if stretch and warnings is not None:
+        warnings.append(f"{Path(high_path).name} is {high.shape[1]}x{high.shape[0]} but {Path(low_path).name} is "
+                        f"{low.shape[1]}x{low.shape[0]}: aspect ratios differ by {stretch:.0%}, so the high map is "
+                        "stretched to fit; crop both maps to the same framing for a faithful merge")
     try:
         merged = global_merge(low, high, networks)
     except MergeInputError as error:

@@ -133,3 +133,17 @@ def test_nothing_to_do_fails_without_running_the_engine(tmp_path):
     )
     assert out.returncode == 1
     assert out.stdout.count("FAILED: frame") == 3 and "no images to process" in out.stdout
+
+
+def test_blend_never_over_an_input_or_a_folder(tmp_path):
+    """Issue 19: --blend naming one of the input photos (or a folder) is refused before the engine runs."""
+    photo = tmp_path / "shot.png"
+    shutil.copyfile(DATA / "photo_96x64.png", photo)
+    before = photo.read_bytes()
+    common = ["--output", tmp_path / "out", "--python", "/nonexistent/python"]
+    out = run(sys.executable, photo, *common, "--blend", photo)
+    assert out.returncode == 2 and "one of the input images" in out.stdout, out.stdout
+    assert photo.read_bytes() == before
+    out = run(sys.executable, photo, *common, "--blend", tmp_path)
+    assert out.returncode == 2 and "is a folder" in out.stdout, out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.png"]

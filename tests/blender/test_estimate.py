@@ -188,3 +188,30 @@ def test_no_photo_is_explained(addon):
     assert ext("operators.estimate").estimate_blocker(bpy.context).startswith("No photo")
     with pytest.raises(RuntimeError, match="no photo"):
         bpy.ops.boost_depth.estimate()
+
+
+def test_side_outputs_are_all_or_nothing(addon, tmp_path):
+    """Issue 19: the copies next to the photo are all-or-nothing: when one name is taken by a folder the copies
+    already renamed are undone (a replaced file comes back with its bytes and mode) and no temp is left."""
+    photo = tmp_path / "shot.png"
+    photo.write_bytes(b"the photo")
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    outputs = {}
+    for fmt, name in (("png16", "shot.png"), ("exr", "shot.exr"), ("npy", "shot.npy")):
+        (engine / name).write_bytes(f"new {fmt}".encode())
+        outputs[fmt] = str(engine / name)
+    (tmp_path / "shot_depth.png").write_bytes(b"old png")
+    os.chmod(tmp_path / "shot_depth.png", 0o664)
+    (tmp_path / "shot_depth.npy").mkdir()  # the last copy cannot be renamed into place
+    side_outputs = ext("operators.estimate").side_outputs
+    with pytest.raises(OSError):
+        side_outputs(outputs, photo, ["png16", "exr", "npy"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["engine", "shot.png", "shot_depth.npy", "shot_depth.png"]
+    assert (tmp_path / "shot_depth.png").read_bytes() == b"old png"
+    assert stat.S_IMODE((tmp_path / "shot_depth.png").stat().st_mode) == 0o664
+    (tmp_path / "shot_depth.npy").rmdir()
+    written = side_outputs(outputs, photo, ["png16", "exr", "npy"])
+    assert [p.name for p in written] == ["shot_depth.png", "shot_depth.exr", "shot_depth.npy"]
+    assert (tmp_path / "shot_depth.npy").read_bytes() == b"new npy" and photo.read_bytes() == b"the photo"
+    assert stat.S_IMODE((tmp_path / "shot_depth.png").stat().st_mode) == 0o664  # a replaced file keeps its mode

@@ -98,15 +98,49 @@ def build(compiler: str, flags: list[str]) -> Path:
     fd, partial = tempfile.mkstemp(prefix=target.stem, suffix=target.suffix + ".part", dir=target.parent)
     os.close(fd)
     try:
-        result = subprocess.run([compiler, *flags, "-o", partial, str(SOURCE)], capture_output=True, text=True,
-                                timeout=300)
-        if result.returncode != 0:
-            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {result.stderr.strip()[:2000]}")
+        returncode, stderr = _compile([compiler, *flags, "-o", partial, str(SOURCE)], timeout=300)
+        if returncode != 0:
+            raise RuntimeError(f"{compiler} failed on {SOURCE.name}: {stderr.strip()[:2000]}")
         os.replace(partial, target)  # complete or absent: concurrent builders each move a whole file
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
     return target
+
+
+def _compile(command: list[str], timeout: float) -> tuple[int, str]:
+    """Run the compiler in its own process group; on any exception (a cancel's KeyboardInterrupt, a timeout) the
+    whole group is killed -- the driver and its cc1 / as / ld children -- and waited for, so none outlives us."""
+    kwargs = {"start_new_session": True} if os.name == "posix" else {}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kwargs)
+    try:
+        _, stderr = process.communicate(timeout=timeout)
+        return process.returncode, stderr or ""
+    except BaseException:
+        _kill_group(process)
+        raise
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        if os.name == "posix":
+            os.killpg(process.pid, signal.SIGKILL)
+        else:
+            process.kill()
+    except OSError:
+        pass
+    process.wait()
+    if os.name == "posix":  # grandchildren re-parented away from us still share the group: wait until it is empty
+        import time
+
+        for _ in range(200):
+            try:
+                os.killpg(process.pid, 0)
+            except OSError:
+                break
+            time.sleep(0.005)
 
 
 class WinogradKernels:
