@@ -83,9 +83,13 @@ class EngineRequest:
 
 # --------------------------------------------------------------------------------------------- estimate
 def resolve_net(name: str, prefs) -> str:
+    """The network a run uses: ``name``, or (empty / "DEFAULT") the preferences' default network."""
+    name = (name or "").strip()
     if name and name != "DEFAULT":
         return name
-    return prefs.default_net if prefs is not None else "midas_v2"
+    if prefs is None:
+        return "midas_v2"
+    return prefs.default_net.strip() or settings.SUGGESTED_NET
 
 
 def resolve_mode(name: str, prefs) -> str:
@@ -129,6 +133,8 @@ class EstimateRequest(EngineRequest):
                 raise RequestError(f"{photo.name!r} is a depth image; choose its photo instead")
             photo_name = photo.name
         net = resolve_net(net, prefs)
+        if net not in settings.network_names():
+            raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
         mode = resolve_mode(mode, prefs)
         if not (base_weights and merge_weights):
             missing = settings.missing_weights(net, prefs, max_age=0.0)

@@ -11,7 +11,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from ..engine_link import request, settings
 from ..scene import images
 from ..engine_link import running
-from .properties import FORMAT_ITEMS, mode_items, net_items
+from .properties import FORMAT_ITEMS, mode_items, net_property
 
 
 def editor_image(context):
@@ -46,7 +46,10 @@ def estimate_blocker(context, net: str | None = None) -> str | None:
     elif context_photo(context) is None:
         return "No photo: " + request.SOURCE_HELP
     prefs = settings.preferences(context)
-    missing = settings.missing_weights(request.resolve_net(net or s.net, prefs), prefs)
+    name = request.resolve_net(net or s.net, prefs)
+    if name not in settings.network_names():
+        return f"Unknown network {name!r}: choose one from the list"
+    missing = settings.missing_weights(name, prefs)
     if missing:
         return f"Missing weights: {', '.join(missing)} (Preferences > Add-ons > Boost Depth)"
     return None
@@ -88,7 +91,10 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
 
     bl_idname = "boost_depth.estimate"
     bl_label = "Estimate Depth"
-    bl_options = {"REGISTER", "UNDO"}
+    # Neither REGISTER nor UNDO: no Adjust Last Operation panel (redoing would start another multi-minute job)
+    # and no undo step when the job merely starts; engine_link.running pushes exactly one "Estimate Depth"
+    # step when the result lands.
+    bl_options = set()
 
     image: StringProperty(
         name="Image",
@@ -101,7 +107,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         subtype="FILE_PATH",
         options={"SKIP_SAVE"},
     )
-    net: EnumProperty(name="Network", items=net_items, options={"SKIP_SAVE"})
+    net: net_property(options={"SKIP_SAVE"})
     mode: EnumProperty(name="Mode", items=mode_items, options={"SKIP_SAVE"})
     max_res: IntProperty(
         name="Max Resolution",
@@ -194,7 +200,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
             return result
         blocking = self.blocking if self.properties.is_property_set("blocking") else bpy.app.background
         if not blocking:
-            return {"FINISHED"}  # the app timer applies the result; an undo step is pushed then
+            return {"FINISHED"}  # the app timer applies the result and pushes the undo step
         active = running.active()
         outcome = running.wait()
         if outcome == "succeeded":

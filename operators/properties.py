@@ -18,13 +18,16 @@ from ..engine_link import settings
 _enum_cache: dict[str, list] = {}  # Blender needs dynamic enum item strings kept alive by Python
 
 
-def net_items(_self, _context):
-    prefs = settings.preferences()
-    default = prefs.default_net if prefs is not None else settings.SUGGESTED_NET
-    items = [("DEFAULT", f"Default ({default})", "The network chosen in the add-on's preferences")]
-    items += [(n, settings.network_title(n), f"Base network {n}") for n in settings.network_names()]
-    _enum_cache["nets"] = items
-    return items
+def net_search(_self, _context, edit_text=""):
+    """Search list of a network StringProperty: the registry's names (stored as names, never as enum indices,
+    so saved files and preferences survive networks being added or reordered)."""
+    text = (edit_text or "").lower()
+    return [(n, settings.network_title(n)) for n in settings.network_names()
+            if not text or text in n.lower() or text in settings.network_title(n).lower()]
+
+
+def net_property(name="Network", description="Base depth network (empty: the preferences' default)", **kw):
+    return StringProperty(name=name, description=description, search=net_search, **kw)
 
 
 def mode_items(_self, _context):
@@ -171,7 +174,7 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
     )
     image: PointerProperty(name="Image", type=bpy.types.Image, description="Photo to estimate depth for")
     filepath: StringProperty(name="File", subtype="FILE_PATH", description="Photo on disk")
-    net: EnumProperty(name="Network", items=net_items, description="Base depth network")
+    net: net_property()
     mode: EnumProperty(name="Mode", items=mode_items, description="How much boosting")
     max_res: IntProperty(
         name="Max Resolution",

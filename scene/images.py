@@ -65,7 +65,7 @@ def load_depth_image(
     except RuntimeError as error:
         raise ValueError(f"cannot read depth map {path}: {error}") from None
     try:
-        image.colorspace_settings.name = "Non-Color"
+        mark_as_data(image)
         image.alpha_mode = "NONE"
         if image.size[0] == 0 or image.size[1] == 0:
             raise ValueError(f"cannot read depth map {path}: Blender found no pixels in it")
@@ -87,6 +87,17 @@ def load_depth_image(
         if value is not None:
             image[f"depth_{key}"] = value
     return image
+
+
+def mark_as_data(image) -> None:
+    """Values, not colours: ``is_data`` works under any OCIO config (ACES, studio configs); the name
+    "Non-Color" is also set where the config has it (Blender's default), so the UI shows it."""
+    settings = image.colorspace_settings
+    try:
+        settings.name = "Non-Color"
+    except (TypeError, ValueError):  # the config has no such colour space
+        pass
+    settings.is_data = True
 
 
 def image_array(image) -> np.ndarray:

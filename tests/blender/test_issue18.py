@@ -1,0 +1,127 @@
+"""Issue 18, part 2: what a demanding Blender user meets (undo and redo of Estimate Depth, colour spaces under
+any OCIO config, networks saved by name, the job timer on unregister, the status bar's redraw, ...)."""
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
+
+from conftest import DATA, ext, load_photo, prefs  # noqa: E402
+
+
+def weights_args(w):
+    return {"base_weights": str(w["midas_v2"]), "merge_weights": str(w["merge_net"])}
+
+
+# ------------------------------------------------------------------------------------------- c: undo / redo
+def test_estimate_has_no_redo_panel_and_pushes_exactly_one_undo_step(use_engine, synthetic_weights):
+    options = set(bpy.types.BOOST_DEPTH_OT_estimate.bl_options)
+    assert "REGISTER" not in options and "UNDO" not in options  # no Adjust Last Operation, no redo re-run
+    photo = load_photo()
+    bpy.ops.ed.undo_push(message="photo loaded")
+    bpy.context.scene["marker"] = 1
+    bpy.ops.ed.undo_push(message="marker")
+    result = bpy.ops.boost_depth.estimate(image=photo.name, net="midas_v2", mode="r0",
+                                          **weights_args(synthetic_weights))
+    assert result == {"FINISHED"}
+    assert bpy.data.images.get("photo_96x64.png depth") is not None
+    bpy.ops.ed.undo()  # one step back: before the estimate, after the marker
+    assert bpy.data.images.get("photo_96x64.png depth") is None
+    assert bpy.context.scene.get("marker") == 1
+    bpy.ops.ed.undo()
+    assert bpy.context.scene.get("marker") is None
+
+
+# ------------------------------------------------------------------------------------------- i: colour space
+def test_depth_images_are_data_whatever_the_colour_config():
+    photo = load_photo()
+    assert bpy.ops.boost_depth.load_depth(filepath=str(DATA / "depth_96x64.exr"), image=photo.name) == {
+        "FINISHED"}
+    depth = bpy.data.images[f"{photo.name} depth"]
+    assert depth.colorspace_settings.is_data  # config-independent (ACES, studio OCIO configs)
+    assert depth.colorspace_settings.name == "Non-Color"  # the default config has the name: kept
+
+
+def test_depth_images_load_under_a_config_without_non_color(tmp_path):
+    # A studio OCIO config (tests/data/blender/studio_config.ocio) has no colour space named "Non-Color"; OCIO
+    # is read when bpy starts, so the depth image is loaded in a fresh interpreter with the extension's
+    # scene/images.py.
+    code = (
+        "import importlib.util, os, sys, bpy\n"
+        "spec = importlib.util.spec_from_file_location('depth_images', sys.argv[1])\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "image = m.load_depth_image(sys.argv[2], 'photo', 'inverse_depth')\n"
+        "print('RESULT', image.colorspace_settings.is_data, image.colorspace_settings.name, flush=True)\n"
+        "os._exit(0)\n"
+    )
+    env = dict(os.environ, OCIO=str(DATA / "studio_config.ocio"))
+    out = subprocess.run([sys.executable, "-c", code, ext("scene.images").__file__, str(DATA / "depth_96x64.exr")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "RESULT True Raw Studio" in out.stdout, out.stdout + out.stderr[-2000:]
+
+
+# ------------------------------------------------------------------------------------------- k: networks by name
+def test_saved_networks_survive_a_changed_registry_order(tmp_path, monkeypatch):
+    settings = ext("engine_link.settings")
+    names = list(settings.network_names())
+    chosen = "leres" if names[-1] != "leres" else "sgr"
+    bpy.context.scene.boost_depth.net = chosen
+    p = prefs()
+    p.default_net = chosen
+    path = tmp_path / "saved.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    # a new network arrives first in the list, and the rest come in another order
+    monkeypatch.setattr(settings, "network_names", lambda: ("a_new_network", *reversed(names)))
+    assert p.default_net == chosen
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert bpy.context.scene.boost_depth.net == chosen
+    p.property_unset("default_net")
+
+
+def test_unknown_network_is_explained(addon):
+    bpy.context.scene.boost_depth.image = load_photo()
+    bpy.context.scene.boost_depth.net = "no_such_net"
+    reason = ext("operators.estimate").estimate_blocker(bpy.context)
+    assert reason is not None and "no_such_net" in reason
+
+
+# ------------------------------------------------------------------------------------------- m: timer on unregister
+class StubbornJob:
+    """A job whose child ignores cancel (stands in for a child that hangs on exit)."""
+
+    fraction, message, state, finished, pid = 0.0, "working", "running", False, None
+    elapsed = 0.0
+
+    def __init__(self):
+        self.killed = False
+
+    def start(self):
+        return self
+
+    def cancel(self):
+        pass
+
+    def kill(self):
+        self.killed = True
+
+    def poll(self):
+        return []
+
+
+def test_stop_all_removes_the_timer_even_when_the_child_does_not_stop(addon):
+    running = ext("engine_link.running")
+    job = StubbornJob()
+    running.start(bpy.context, job, "Stubborn")
+    assert bpy.app.timers.is_registered(running.tick)
+    start = time.monotonic()
+    running.stop_all(kill_timeout=0.3)
+    assert time.monotonic() - start < 5
+    assert not bpy.app.timers.is_registered(running.tick)
+    assert running.active() is None and job.killed
+    assert not bpy.context.window_manager.boost_depth_job.running
