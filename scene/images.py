@@ -60,16 +60,20 @@ def load_depth_image(
     if kind not in ("depth", "inverse_depth"):
         raise ValueError(f"depth kind must be 'depth' or 'inverse_depth', got {kind!r}")
     path = str(path)
-    try:
-        image = bpy.data.images.load(path, check_existing=False)
-    except RuntimeError as error:
-        raise ValueError(f"cannot read depth map {path}: {error}") from None
+    if path.lower().endswith(".pfm"):  # Blender has no PFM reader: its values become a float image here
+        image = _pfm_image(path)
+        pack = True
+    else:
+        try:
+            image = bpy.data.images.load(path, check_existing=False)
+        except RuntimeError as error:
+            raise ValueError(f"cannot read depth map {path}: {error}") from None
     try:
         mark_as_data(image)
         image.alpha_mode = "NONE"
         if image.size[0] == 0 or image.size[1] == 0:
             raise ValueError(f"cannot read depth map {path}: Blender found no pixels in it")
-        if pack:
+        if pack and image.packed_file is None:
             image.pack()
     except Exception:
         bpy.data.images.remove(image)
@@ -86,6 +90,43 @@ def load_depth_image(
     for key, value in (properties or {}).items():
         if value is not None:
             image[f"depth_{key}"] = value
+    return image
+
+
+def read_pfm(path) -> np.ndarray:
+    """A Portable Float Map's first channel, (height, width) float32, rows as stored (bottom-up).
+    Header: 'Pf' (grey) or 'PF' (RGB), 'width height', scale (negative: little-endian). ValueError if broken."""
+    with open(path, "rb") as f:
+        header = []
+        while len(header) < 4:  # magic, width, height, scale: whitespace-separated, usually on three lines
+            line = f.readline()
+            if not line or (header == [] and line.split()[:1] not in ([b"Pf"], [b"PF"])):
+                raise ValueError(f"cannot read depth map {path}: not a PFM file")
+            header += line.split()
+        try:
+            magic, width, height, scale = header[0], int(header[1]), int(header[2]), float(header[3])
+        except ValueError:
+            raise ValueError(f"cannot read depth map {path}: bad PFM header") from None
+        if width <= 0 or height <= 0:
+            raise ValueError(f"cannot read depth map {path}: bad PFM size")
+        channels = 3 if magic == b"PF" else 1
+        data = np.fromfile(f, dtype="<f4" if scale < 0 else ">f4", count=width * height * channels)
+    if data.size != width * height * channels:
+        raise ValueError(f"cannot read depth map {path}: the PFM file is shorter than its header says")
+    return data.reshape(height, width, channels)[:, :, 0].astype(np.float32)
+
+
+def _pfm_image(path: str):
+    """A float data image holding a PFM file's values (grey in R, G, B; alpha 1), to be packed."""
+    rows = read_pfm(path)  # bottom-up, as Blender stores pixels
+    height, width = rows.shape
+    image = bpy.data.images.new(Path(path).name, width, height, alpha=False, float_buffer=True, is_data=True)
+    rgba = np.empty((height, width, 4), np.float32)
+    rgba[..., :3] = rows[..., None]
+    rgba[..., 3] = 1.0
+    image.pixels.foreach_set(rgba.ravel())
+    image.file_format = "OPEN_EXR"
+    image.pack()  # as a float EXR in memory: from here on the image reloads from it (colour-space changes do)
     return image
 
 

@@ -125,3 +125,34 @@ def test_stop_all_removes_the_timer_even_when_the_child_does_not_stop(addon):
     assert not bpy.app.timers.is_registered(running.tick)
     assert running.active() is None and job.killed
     assert not bpy.context.window_manager.boost_depth_job.running
+
+
+# ------------------------------------------------------------------------------------------- l: PFM depth maps
+def write_pfm(path, top_down, little_endian=True):
+    """PFM as the format defines it: 'Pf', 'W H', scale (negative: little-endian), rows bottom-up."""
+    h, w = top_down.shape
+    scale = -1.0 if little_endian else 1.0
+    rows = np.ascontiguousarray(top_down[::-1], dtype="<f4" if little_endian else ">f4")
+    path.write_bytes(b"Pf\n" + f"{w} {h}\n{scale}\n".encode() + rows.tobytes())
+
+
+@pytest.mark.parametrize("little_endian", [True, False])
+def test_load_depth_reads_pfm_files(tmp_path, little_endian):
+    expected = np.arange(6 * 4, dtype=np.float32).reshape(4, 6) * 0.5 + 1.0  # row 0 = top
+    expected[0, 0] = 123.25
+    path = tmp_path / "disparity.pfm"
+    write_pfm(path, expected, little_endian)
+    assert "*.pfm" in ext("operators.load_depth").BOOST_DEPTH_OT_load_depth.__annotations__["filter_glob"].keywords["default"]
+    photo = bpy.data.images.new("photo", 6, 4)
+    assert bpy.ops.boost_depth.load_depth(filepath=str(path), image=photo.name) == {"FINISHED"}
+    depth = bpy.data.images["photo depth"]
+    assert depth.is_float and depth.colorspace_settings.is_data and depth.packed_file is not None
+    assert tuple(depth.size) == (6, 4)
+    np.testing.assert_array_equal(ext("scene.images").read_depth(depth), expected)
+
+
+def test_load_depth_refuses_a_broken_pfm(tmp_path):
+    path = tmp_path / "broken.pfm"
+    path.write_bytes(b"Pf\n6 4\n-1.0\n" + b"\0" * 10)
+    with pytest.raises(RuntimeError, match="shorter"):
+        bpy.ops.boost_depth.load_depth(filepath=str(path))
