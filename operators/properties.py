@@ -214,7 +214,13 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
     )
 
 
+def _notify_windows(_self, _context):
+    """An update callback: with one, Blender's RNA update of this property sends a window notifier (NC_WINDOW)
+    that tags every region for redraw, the global status bar included (engine_link.settings.tag_status_bar)."""
+
+
 class BOOST_DEPTH_PG_job(bpy.types.PropertyGroup):
+    redraws: IntProperty(name="Redraws", default=0, options={"SKIP_SAVE"}, update=_notify_windows)
     running: BoolProperty(name="Running", default=False)
     fraction: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0, default=0.0)
     title: StringProperty(name="Job", default="")
