@@ -4,7 +4,7 @@ taken from the depth under a picked pixel, the image centre, or the nearest larg
 import math
 
 import bpy
-from bpy.props import FloatProperty
+from bpy.props import BoolProperty, FloatProperty
 
 from ..scene import build
 from ..scene import images
@@ -26,9 +26,25 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         "sensor",
     )
 
+    set_render_resolution: BoolProperty(
+        name="Set Render Size",
+        description="Make the scene's render resolution the photo's size (pixel aspect 1), so the camera frames "
+        "the photo exactly",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+    make_active_camera: BoolProperty(
+        name="Make Scene Camera",
+        description="Make this camera the scene's active camera",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
+        layout.prop(self, "set_render_resolution")
+        layout.prop(self, "make_active_camera")
         layout.prop(self, "focus")
         if self.focus == "PIXEL":
             col = layout.column(align=True)
@@ -74,6 +90,7 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
                 self.report({"ERROR"}, str(error))
                 return {"CANCELLED"}
             self._mapping_from = None
+        changes = []
         try:
             z_map = build.metric_depth(depth, mapping)
             h, w = z_map.shape
@@ -89,6 +106,9 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
                 fov=mapping["fov"],
                 sensor=self.sensor,
                 matrix=built.matrix_world if built is not None else None,
+                set_render_resolution=self.set_render_resolution,
+                make_active_camera=self.make_active_camera,
+                changes=changes,
             )
         except ValueError as error:
             self.report({"ERROR"}, str(error))
@@ -98,7 +118,8 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         self.report(
             {"INFO"},
             f"{camera.name}: focus {distance:.3f}, f/{self.fstop:g}, "
-            f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm",
+            f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm"
+            + (f"; changed {', '.join(changes)}" if changes else ""),
         )
         return {"FINISHED"}
 

@@ -156,3 +156,34 @@ def test_load_depth_refuses_a_broken_pfm(tmp_path):
     path.write_bytes(b"Pf\n6 4\n-1.0\n" + b"\0" * 10)
     with pytest.raises(RuntimeError, match="shorter"):
         bpy.ops.boost_depth.load_depth(filepath=str(path))
+
+
+# ------------------------------------------------------------------------------------------- j: DOF camera
+def loaded_photo():
+    photo = load_photo()
+    assert bpy.ops.boost_depth.load_depth(filepath=str(DATA / "depth_96x64.exr"), image=photo.name) == {
+        "FINISHED"}
+    return photo
+
+
+def test_dof_camera_says_what_it_changes_and_can_leave_the_scene_alone(capsys):
+    photo = loaded_photo()
+    scene = bpy.context.scene
+    other = bpy.data.objects.new("Other Camera", bpy.data.cameras.new("Other Camera"))
+    scene.collection.objects.link(other)
+    scene.camera = other
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    rna = bpy.ops.boost_depth.dof_camera.get_rna_type().properties
+    assert rna["set_render_resolution"].default and rna["make_active_camera"].default
+    # both off: the photo's camera is made, the scene keeps its camera and render size
+    assert bpy.ops.boost_depth.dof_camera(image=photo.name, set_render_resolution=False,
+                                          make_active_camera=False) == {"FINISHED"}
+    assert scene.camera == other and (scene.render.resolution_x, scene.render.resolution_y) == (1920, 1080)
+    assert "photo_96x64.png camera" in bpy.data.objects
+    capsys.readouterr()
+    # the defaults: both change, and the report says so
+    assert bpy.ops.boost_depth.dof_camera(image=photo.name) == {"FINISHED"}
+    assert scene.camera.name == "photo_96x64.png camera"
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (96, 64)
+    report = capsys.readouterr().out
+    assert "1920x1080 -> 96x64" in report and "Other Camera -> photo_96x64.png camera" in report, report
