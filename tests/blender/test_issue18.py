@@ -187,3 +187,24 @@ def test_dof_camera_says_what_it_changes_and_can_leave_the_scene_alone(capsys):
     assert (scene.render.resolution_x, scene.render.resolution_y) == (96, 64)
     report = capsys.readouterr().out
     assert "1920x1080 -> 96x64" in report and "Other Camera -> photo_96x64.png camera" in report, report
+
+
+# ------------------------------------------------------------------------------------------- d: Pick Focus
+def test_pick_focus_maps_the_mouse_through_the_image_editor_under_it():
+    bpy.ops.wm.read_homefile(use_factory_startup=True)  # its screens carry laid-out Image Editors
+    photo = loaded_photo()
+    screen = bpy.data.screens["Rendering"]
+    (area,) = [a for a in screen.areas if a.type == "IMAGE_EDITOR"]
+    area.spaces.active.image = photo
+    region = next(r for r in area.regions if r.type == "WINDOW")
+    pick = ext("operators.camera").image_pixel_at
+    w, h = photo.size
+    for px, py in ((10, 20), (0, 0), (95, 63), (48, 1)):
+        # window coordinates of the pixel's centre, through Blender's own view of that editor
+        rx, ry = region.view2d.view_to_region((px + 0.5) / w, (py + 0.5) / h, clip=False)
+        assert pick(screen, region.x + rx, region.y + ry) == (photo, px, py)
+    # the same editor's header and another editor are not the image
+    header = next(r for r in area.regions if r.type == "HEADER")
+    assert pick(screen, header.x + 5, header.y + 5) is None
+    other = next(a for a in screen.areas if a.type != "IMAGE_EDITOR")
+    assert pick(screen, other.x + other.width // 2, other.y + other.height // 2) is None
