@@ -161,6 +161,13 @@ def fill_from_settings(operator, settings, names) -> None:
             setattr(operator, name, getattr(settings, name))
 
 
+def _set_use_max_res(self, value):
+    if not value:
+        self.max_res = 0
+    elif self.max_res == 0:
+        self.max_res = 2048
+
+
 def _update_source(self, context):
     settings.redraw_all(context)
 
@@ -183,6 +190,12 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
         min=0,
         soft_max=8192,
         subtype="PIXEL",
+    )
+    use_max_res: BoolProperty(  # a view of max_res (0 = no cap), nothing stored: old files keep their cap
+        name="Cap Size",
+        description="Cap the boosted size (off: no cap, the size the method chooses)",
+        get=lambda self: self.max_res > 0,
+        set=_set_use_max_res,
     )
     formats: EnumProperty(
         name="Formats",

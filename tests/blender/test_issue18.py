@@ -208,3 +208,102 @@ def test_pick_focus_maps_the_mouse_through_the_image_editor_under_it():
     assert pick(screen, header.x + 5, header.y + 5) is None
     other = next(a for a in screen.areas if a.type != "IMAGE_EDITOR")
     assert pick(screen, other.x + other.width // 2, other.y + other.height // 2) is None
+
+
+# ------------------------------------------------------------------------------------------- b: sidebar text
+class Recorder:
+    """A UILayout stand-in that records the labels and the property labels a panel draws."""
+
+    def __init__(self, log=None):
+        self.log = log if log is not None else []
+
+    def _child(self, *_a, **_k):
+        return Recorder(self.log)
+
+    row = column = box = split = _child
+
+    def label(self, text="", icon="NONE", **_k):
+        self.log.append(("label", text))
+
+    def prop(self, data, name, text=None, **_k):
+        label = text if text is not None else data.bl_rna.properties[name].name
+        self.log.append(("prop", label, name))
+
+    def operator(self, *_a, **_k):
+        return type("Props", (), {})()
+
+    def template_ID(self, *_a, **_k):
+        pass
+
+    def progress(self, *_a, **_k):
+        pass
+
+
+# The default sidebar is 220 px wide at UI scale 1; after the panel's margins and an icon, about 170 px are
+# left for text, and the UI font's characters average about 5.5 px: some 30 characters per line, 36 at most.
+FIT = 36
+
+
+def sidebar_context(width=220):
+    from types import SimpleNamespace
+
+    p = bpy.context.preferences
+    scale = p.system.ui_scale or p.view.ui_scale  # the system's is 0 without a window (bpy, background)
+    region = SimpleNamespace(width=int(width * scale))
+    return SimpleNamespace(scene=bpy.context.scene, region=region, preferences=p,
+                           window_manager=bpy.context.window_manager, space_data=SimpleNamespace(type="VIEW_3D"))
+
+
+def drawn(panel, context):
+    log = []
+    panel.draw(type("Self", (), {"layout": Recorder(log)})(), context)
+    return log
+
+
+def test_sidebar_lines_fit_the_default_width():
+    sidebar = ext("panels.sidebar")
+    photo = loaded_photo()
+    depth = bpy.data.images[f"{photo.name} depth"]
+    depth["depth_net"], depth["depth_mode"], depth["depth_R"] = "depth_anything_v2_small", "r20", 1152
+    s = bpy.context.scene.boost_depth
+    s.image = photo
+    bpy.context.window_manager.boost_depth_job.last_error = (
+        "Depth of photo_96x64.png: the engine exited with code 1: No module named 'torch' (install the "
+        "dependencies in Preferences > Add-ons > Boost Depth)")
+    prefs().models_dir = "/nonexistent/models"  # Estimate greyed out, with its long reason
+    ext("engine_link.settings").forget_weights_cache()
+    log = []
+    for panel in (sidebar.MainPanel, sidebar.MeshPanel, sidebar.CameraPanel):
+        log += drawn(panel, sidebar_context())
+    labels = [entry[1] for entry in log if entry[0] == "label"]
+    too_long = [text for text in labels if len(text) > FIT]
+    assert not too_long, too_long
+    text = " ".join(labels)
+    for needed in ("photo_96x64.png depth", "inverse depth", "depth_anything_v2_small", "r20", "1152", "torch",
+                   "Missing weights"):
+        assert needed in text, (needed, labels)
+    # property labels in the split layout: about 40% of the width (some 13 characters)
+    long_props = [entry[1] for entry in log if entry[0] == "prop" and len(entry[1]) > 13
+                  and entry[2] not in ("save_files",)]  # checkboxes carry their text on the right, full width
+    assert not long_props, long_props
+    prefs().property_unset("models_dir")
+
+
+def test_no_cap_is_said_in_words():
+    sidebar = ext("panels.sidebar")
+    s = bpy.context.scene.boost_depth
+    s.max_res = 0
+    log = drawn(sidebar.MainPanel, sidebar_context())
+    assert ("label", "No Cap") in log and not any(e[0] == "prop" and e[2] == "max_res" for e in log)
+    s.use_max_res = True
+    assert s.max_res > 0
+    log = drawn(sidebar.MainPanel, sidebar_context())
+    assert any(e[0] == "prop" and e[2] == "max_res" for e in log)
+    s.use_max_res = False
+    assert s.max_res == 0
+
+
+def test_sidebar_wraps_by_the_region_width():
+    sidebar = ext("panels.sidebar")
+    assert sidebar.line_chars(sidebar_context(220)) <= FIT
+    assert sidebar.line_chars(sidebar_context(440)) > 2 * sidebar.line_chars(sidebar_context(220)) - 5
