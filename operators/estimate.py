@@ -51,8 +51,8 @@ def estimate_blocker(context, net: str | None = None) -> str | None:
         return f"Unknown network {name!r}: choose one from the list"
     missing = settings.missing_weights(name, prefs)
     if missing:
-        return f"Missing weights: {', '.join(missing)} (Preferences > Add-ons > Boost Depth)"
-    return None
+        return f"Missing weights: {', '.join(missing)} (download them below)"
+    return request.engine_modules_problem(prefs)  # None while the background check runs
 
 
 def side_outputs(outputs: dict, photo_path: Path, formats) -> list[Path]:

@@ -66,6 +66,33 @@ def request_default_net(context) -> str:
     return request.resolve_net("", settings.preferences(context))
 
 
+def draw_engine_help(layout, context, reason=None):
+    """Under a greyed-out Estimate: the missing weights' Download buttons (the download operator shows the
+    licence and respects Allow Online Access), and what the engine's interpreter lacks, with the way to fix it."""
+    from ..engine_link import request, settings
+    from ..operators import setup
+
+    prefs = settings.preferences(context)
+    net = request.resolve_net(context.scene.boost_depth.net, prefs)
+    missing = settings.missing_weights(net, prefs) if net in settings.network_names() else []
+    if missing:
+        col = layout.column(align=True)
+        col.enabled = setup.online() and not estimate.running.running()
+        for name in missing:
+            op = col.operator("boost_depth.download_weights", text=f"Download {name}", icon="IMPORT")
+            op.name = name
+        if not setup.online():
+            _lines(layout, "Online access is off (Preferences > System > Network)", line_chars(context),
+                   "INTERNET_OFFLINE", 2)
+    problem = request.engine_modules_problem(prefs)
+    if problem:
+        if problem != reason:
+            _lines(layout, problem, line_chars(context), "ERROR", 5)
+        row = layout.row()
+        op = row.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
+        op.module = settings.ADDON
+
+
 def draw_source(layout, context):
     s = context.scene.boost_depth
     editor_image = estimate.editor_image(context)
@@ -130,6 +157,7 @@ class MainPanel(DepthPanel):
         row.operator("boost_depth.estimate", icon="RENDERLAYERS")
         if not running:
             _reason(layout, reason, context)
+            draw_engine_help(layout, context, reason)
         layout.operator("boost_depth.load_depth", icon="FILEBROWSER")
         draw_depth_info(layout, context)
 

@@ -307,3 +307,70 @@ def test_sidebar_wraps_by_the_region_width():
     sidebar = ext("panels.sidebar")
     assert sidebar.line_chars(sidebar_context(220)) <= FIT
     assert sidebar.line_chars(sidebar_context(440)) > 2 * sidebar.line_chars(sidebar_context(220)) - 5
+
+
+# ------------------------------------------------------------------------------------------- g: Check Interpreter
+def test_check_interpreter_runs_as_a_background_job(addon, monkeypatch):
+    running = ext("engine_link.running")
+    seen = {}
+    original = running.start
+
+    def start(context, job, title, **kw):
+        seen["job"], seen["title"] = job, title
+        return original(context, job, title, **kw)
+
+    monkeypatch.setattr(running, "start", start)
+    p = prefs()
+    p.python_source, p.python_path = "CUSTOM", sys.executable  # no torch here: "Not usable"
+    with pytest.raises(RuntimeError, match="Not usable"):
+        bpy.ops.boost_depth.check_interpreter()
+    assert type(seen["job"]).__name__ == "FunctionJob" and seen["title"] == "Checking interpreter"
+    assert "torch" in p.interpreter_report and not running.running()
+    assert not bpy.app.timers.is_registered(running.tick)
+
+
+# ------------------------------------------------------------------------------------------- h: missing torch / weights
+class OpRecorder(Recorder):
+    def operator(self, idname, *_a, **_k):
+        props = type("Props", (), {})()
+        self.log.append(("operator", idname, props))
+        return props
+
+    row = column = box = split = lambda self, *a, **k: OpRecorder(self.log)
+
+
+def test_sidebar_says_the_engine_lacks_torch_and_points_to_the_fix(addon, monkeypatch):
+    request = ext("engine_link.request")
+    p = prefs()
+    p.python_source, p.python_path = "CUSTOM", sys.executable  # the bpy venv: no torch, no OpenCV
+    monkeypatch.setattr(ext("engine_link.settings"), "missing_weights", lambda *a, **k: [])  # weights present
+    request.forget_engine_modules()
+    known = request.missing_engine_modules(p, wait=60)
+    assert known is not None and "torch" in known["missing"] and "cv2" in known["missing"]
+    s = bpy.context.scene.boost_depth
+    s.image, s.net = load_photo(), "midas_v2"
+    log = []
+    ext("panels.sidebar").MainPanel.draw(type("Self", (), {"layout": OpRecorder(log)})(), sidebar_context())
+    text = " ".join(e[1] for e in log if e[0] == "label")
+    assert "torch" in text and "OpenCV" in text and "Preferences" in text, text
+    assert any(e[0] == "operator" and e[1] == "preferences.addon_show" for e in log)
+    reason = ext("operators.estimate").estimate_blocker(bpy.context)
+    assert reason is not None and "torch" in reason  # Estimate is greyed out for it
+    p.python_path = use_python = os.environ.get("BOOST_DEPTH_TEST_ENGINE_PYTHON", "")
+    if use_python:
+        request.forget_engine_modules()
+        assert request.missing_engine_modules(p, wait=60) == {"missing": [], "error": ""}
+
+
+def test_download_buttons_where_estimate_is_greyed_out(addon, tmp_path):
+    p = prefs()
+    p.models_dir = str(tmp_path / "no-models")
+    ext("engine_link.settings").forget_weights_cache()
+    s = bpy.context.scene.boost_depth
+    s.image, s.net = load_photo(), "midas_v2"
+    log = []
+    ext("panels.sidebar").MainPanel.draw(type("Self", (), {"layout": OpRecorder(log)})(), sidebar_context())
+    downloads = {e[2].name for e in log if e[0] == "operator" and e[1] == "boost_depth.download_weights"}
+    registry = ext("boost_core.networks.registry")
+    assert downloads == {registry.get("midas_v2").weights[0], "merge_net"}
+    p.property_unset("models_dir")
