@@ -249,6 +249,7 @@ def draw_status(self, context):
     if not state.running:
         return
     row = self.layout.row(align=True)
+    row.ui_units_x = 16  # room for the job's title and message (the status bar gives a progress bar ~4 units)
     row.progress(factor=state.fraction, text=f"{state.title}: {state.message}"[:80])
     row.operator("boost_depth.cancel", text="", icon="X")
 

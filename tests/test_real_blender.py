@@ -394,7 +394,8 @@ def test_ui_status_bar_shows_the_running_job(ui_flow):
     import cv2
 
     outcome = ui_flow["outcome"]
-    assert outcome is not None and "estimate_running" in outcome["steps"], ui_flow["ran"].tail()
+    assert outcome is not None and "estimate_and_cancel" in outcome["steps"], ui_flow["ran"].tail()
+    assert any(p.endswith("_estimate_running.png") for p in outcome["screenshots"]), outcome["screenshots"]
     shot = cv2.imread(next(p for p in outcome["screenshots"] if p.endswith("_estimate_running.png")))
     x, y = outcome["values"]["estimate_button"]  # window coordinates, from the bottom
     height = shot.shape[0]
