@@ -195,10 +195,17 @@ class EstimateRequest(EngineRequest):
             raise RequestError("A depth job is running (cancel it or wait)")
         path = None
         if filepath:
+            photo = None  # the file, not the context's image
             path = Path(bpy.path.abspath(filepath))
             if not path.is_file():
                 raise RequestError(f"Photo file not found: {path}")
             photo_name = path.name
+            if not images.engine_reads_as_shown(path, path.suffix):  # EXR, HDR, a rotated JPEG...: Blender's view
+                try:
+                    photo = images.load_photo(path)
+                except ValueError as error:
+                    raise RequestError(str(error)) from None
+                photo_name = photo.name
         else:
             photo = bpy.data.images.get(image) if image else photo
             if photo is None:

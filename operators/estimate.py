@@ -251,7 +251,10 @@ def apply_result(job, job_request) -> None:
     elif bpy.data.images.get(photo_name) is None:
         raise RuntimeError(f"the photo {photo_name!r} was removed while its depth was estimated")
     props = {k: result.get(k) for k in ("net", "mode", "R", "factor")}
-    images.load_depth_image(outputs["exr"], photo_name, result.get("kind") or "inverse_depth", props)
+    photo = bpy.data.images.get(photo_name)
+    size = tuple(photo.size) if photo is not None and photo.size[0] and photo.size[1] else None
+    images.load_depth_image(outputs["exr"], photo_name, result.get("kind") or "inverse_depth", props,
+                            expected_size=size)
     if side_path is not None and formats:
         side_outputs(outputs, side_path, formats)
 

@@ -374,3 +374,145 @@ def test_download_buttons_where_estimate_is_greyed_out(addon, tmp_path):
     registry = ext("boost_core.networks.registry")
     assert downloads == {registry.get("midas_v2").weights[0], "merge_net"}
     p.property_unset("models_dir")
+
+
+# ------------------------------------------------------------------------------------------- e: EXIF orientation
+def exif_orientation_segment(orientation):
+    """An APP1 Exif segment (TIFF little-endian, IFD0 with the one tag Orientation 0x0112, SHORT) as the EXIF
+    standard lays it out."""
+    ifd = (1).to_bytes(2, "little") + (0x0112).to_bytes(2, "little") + (3).to_bytes(2, "little")
+    ifd += (1).to_bytes(4, "little") + orientation.to_bytes(2, "little") + b"\0\0" + (0).to_bytes(4, "little")
+    payload = b"Exif\0\0" + b"II*\0" + (8).to_bytes(4, "little") + ifd
+    return b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def rotated_jpeg(engine_python, path):
+    """A 96x64 baseline JPEG of the test photo (cv2.imencode, in the engine's Python) with EXIF orientation 6
+    (display rotated 90 degrees clockwise) put right after its SOI marker."""
+    code = ("import sys, cv2; ok, data = cv2.imencode('.jpg', cv2.imread(sys.argv[1]), "
+            "[cv2.IMWRITE_JPEG_QUALITY, 95]); open(sys.argv[2], 'wb').write(data.tobytes())")
+    plain = path.with_name("plain.jpg")
+    subprocess.run([engine_python, "-c", code, str(DATA / "photo_96x64.png"), str(plain)], check=True)
+    data = plain.read_bytes()
+    assert data[:2] == b"\xff\xd8"
+    path.write_bytes(data[:2] + exif_orientation_segment(6) + data[2:])
+    check = ("import sys, cv2; print(cv2.imread(sys.argv[1]).shape[:2])")
+    out = subprocess.run([engine_python, "-c", check, str(path)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "(96, 64)"  # OpenCV applies the rotation: 64 wide, 96 high
+    return path
+
+
+def test_rotated_jpeg_depth_lines_up_with_the_photo_blender_shows(use_engine, synthetic_weights, tmp_path):
+    path = rotated_jpeg(use_engine, tmp_path / "portrait.jpg")
+    assert ext("scene.images").jpeg_orientation(path.read_bytes()) == 6
+    photo = bpy.data.images.load(str(path))
+    assert tuple(photo.size) == (96, 64)  # Blender shows the stored pixels, unrotated
+    result = bpy.ops.boost_depth.estimate(image=photo.name, net="midas_v2", mode="r0",
+                                          **weights_args(synthetic_weights))
+    assert result == {"FINISHED"}
+    assert tuple(bpy.data.images["portrait.jpg depth"].size) == (96, 64)
+
+
+def test_a_depth_map_of_another_size_is_refused(tmp_path):
+    photo = bpy.data.images.new("small photo", 40, 30)
+    with pytest.raises(ValueError, match="96x64 but the photo is 40x30"):
+        ext("scene.images").load_depth_image(DATA / "depth_96x64.exr", photo.name, "inverse_depth",
+                                             expected_size=tuple(photo.size))
+    assert "small photo depth" not in bpy.data.images
+
+
+# ------------------------------------------------------------------------------------------- f: hand-over
+def srgb(linear):
+    """IEC 61966-2-1 encoding of linear values in [0, 1]."""
+    linear = np.clip(np.asarray(linear, np.float64), 0, 1)
+    return np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+
+
+def png_pixels(path):
+    """RGB of a PNG as Blender reads it, (h, w, 3), bottom-up, in [0, 1]."""
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        a = np.empty(image.size[0] * image.size[1] * image.channels, np.float32)
+        image.pixels.foreach_get(a)
+        return a.reshape(image.size[1], image.size[0], image.channels)[..., :3]
+    finally:
+        bpy.data.images.remove(image)
+
+
+def test_handover_of_an_exr_file_is_display_srgb(tmp_path):
+    linear = np.random.default_rng(3).uniform(0, 1, (8, 12, 4)).astype(np.float32)
+    linear[..., 3] = 1
+    source = bpy.data.images.new("linear", 12, 8, float_buffer=True)
+    source.pixels.foreach_set(linear.ravel())
+    source.filepath_raw = str(tmp_path / "linear.exr")
+    source.file_format = "OPEN_EXR"
+    source.save()
+    photo = bpy.data.images.load(str(tmp_path / "linear.exr"))
+    assert photo.is_float and photo.colorspace_settings.name == "Linear Rec.709"
+    loaded = np.empty(12 * 8 * 4, np.float32)
+    photo.pixels.foreach_get(loaded)  # the scene-linear values Blender holds (its EXR writer applied a transform)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = ext("scene.images").photo_file(photo, work)
+    assert out.parent == work and out.suffix == ".png"
+    np.testing.assert_allclose(png_pixels(out), srgb(loaded.reshape(8, 12, 4)[..., :3]), atol=1 / 255 + 1e-6)
+
+
+def test_handover_of_unsaved_paint_edits(tmp_path):
+    photo = load_photo()
+    w, h = photo.size
+    edited = np.zeros((h, w, 4), np.float32)
+    edited[..., 0] = 1.0  # painted all red
+    edited[..., 3] = 1.0
+    photo.pixels.foreach_set(edited.ravel())
+    photo.update()
+    assert photo.is_dirty
+    out = ext("scene.images").photo_file(photo, tmp_path)
+    assert out.parent == tmp_path
+    np.testing.assert_allclose(png_pixels(out), edited[..., :3], atol=1 / 255)
+
+
+def test_handover_of_packed_exr_and_generated_images(tmp_path):
+    images = ext("scene.images")
+    generated = bpy.data.images.new("generated", 16, 8, float_buffer=True)
+    generated.generated_color = (0.2, 0.4, 0.6, 1.0)
+    out = images.photo_file(generated, tmp_path)
+    # generated_color is a display colour: Blender shows (0.2, 0.4, 0.6) (it stores its linear equivalent)
+    np.testing.assert_allclose(png_pixels(out)[0, 0], [0.2, 0.4, 0.6], atol=1 / 255 + 1e-6)
+    generated.filepath_raw = str(tmp_path / "g.exr")
+    generated.file_format = "OPEN_EXR"
+    generated.save()
+    packed = bpy.data.images.load(str(tmp_path / "g.exr"))
+    packed.pack()
+    (tmp_path / "g.exr").unlink()
+    held = np.empty(16 * 8 * 4, np.float32)
+    packed.pixels.foreach_get(held)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = images.photo_file(packed, work)
+    assert out.suffix == ".png" and out.parent == work
+    np.testing.assert_allclose(png_pixels(out)[3, 5], srgb(held.reshape(8, 16, 4)[3, 5, :3]), atol=1 / 255 + 1e-6)
+
+
+def test_handover_of_the_frame_an_image_editor_shows(tmp_path):
+    frames = []
+    for n, colour in ((1, (1, 0, 0, 1)), (2, (0, 1, 0, 1)), (3, (0, 0, 1, 1))):
+        frame = bpy.data.images.new(f"f{n}", 8, 8)
+        frame.generated_color = colour
+        frame.filepath_raw = str(tmp_path / f"shot_{n:03d}.png")
+        frame.file_format = "PNG"
+        frame.save()
+        frames.append(tmp_path / f"shot_{n:03d}.png")
+    sequence = bpy.data.images.load(str(frames[0]))
+    sequence.source = "SEQUENCE"
+    area = bpy.context.window_manager.windows[0].screen.areas[0]
+    area.type = "IMAGE_EDITOR"
+    space = area.spaces.active
+    space.image = sequence
+    space.image_user.frame_duration = 3
+    space.image_user.frame_start = 1
+    space.image_user.frame_offset = 0
+    bpy.context.scene.frame_set(2)
+    space.image_user.frame_current = 2
+    out = ext("scene.images").photo_file(sequence, tmp_path / "work")
+    assert out == frames[1], out
