@@ -11,7 +11,7 @@ from ..operators import mesh
 
 
 DEFAULT_SIDEBAR_WIDTH = 220  # px at UI scale 1: the width Blender gives a new sidebar
-CHAR_WIDTH = 5.0  # px at UI scale 1: a little wider than the UI font's average character
+CHAR_WIDTH = 6.0  # px at UI scale 1: wider than the UI font's average character (~5.6 px, Blender 4.3 window)
 LABEL_MARGIN = 50  # px at UI scale 1: the panel's margins and a label's icon
 
 
