@@ -115,13 +115,13 @@ def engine_modules_problem(prefs=None) -> str | None:
     if not known:
         return None
     source = prefs.python_source if prefs is not None else "BLENDER"
-    fix = ("install the dependencies in Preferences > Add-ons > Boost Depth" if source == "BLENDER"
-           else "install them into that Python, or choose another in Preferences > Add-ons > Boost Depth")
+    fix = ("Install Dependencies in Preferences > Add-ons" if source == "BLENDER"
+           else "install them there, or pick another Python in Preferences > Add-ons")
     if known["error"]:
         return f"The engine's Python does not run ({known['error']}): choose another in Preferences > Add-ons"
     if known["missing"]:
         names = {"cv2": "OpenCV", "skimage": "scikit-image"}
-        return f"No {', '.join(names.get(m, m) for m in known['missing'])} for the engine: {fix}"
+        return f"The engine's Python lacks {', '.join(names.get(m, m) for m in known['missing'])}: {fix}"
     return None
 
 

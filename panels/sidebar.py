@@ -11,8 +11,8 @@ from ..operators import mesh
 
 
 DEFAULT_SIDEBAR_WIDTH = 220  # px at UI scale 1: the width Blender gives a new sidebar
-CHAR_WIDTH = 6.0  # px at UI scale 1: wider than the UI font's average character (~5.6 px, Blender 4.3 window)
-LABEL_MARGIN = 50  # px at UI scale 1: the panel's margins and a label's icon
+CHAR_WIDTH = 6.5  # px at UI scale 1: a label showed about 33 characters in 205 px, with room for an ellipsis
+LABEL_MARGIN = 70  # px at UI scale 1: the region's and a sub-panel's margins and a label's icon
 
 
 def line_chars(context) -> int:
@@ -57,7 +57,7 @@ def _lines(layout, text, width, icon, most):
 
 def _reason(layout, reason, context=None):
     if reason:
-        _lines(layout, reason, line_chars(context or bpy.context), "INFO", 5)
+        _lines(layout, reason, line_chars(context or bpy.context), "INFO", 7)
 
 
 def request_default_net(context) -> str:
@@ -87,7 +87,7 @@ def draw_engine_help(layout, context, reason=None):
     problem = request.engine_modules_problem(prefs)
     if problem:
         if problem != reason:
-            _lines(layout, problem, line_chars(context), "ERROR", 5)
+            _lines(layout, problem, line_chars(context), "ERROR", 7)
         row = layout.row()
         op = row.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
         op.module = settings.ADDON
