@@ -7,11 +7,7 @@ from bpy.props import EnumProperty, StringProperty
 from .engine_link import request, settings
 from .engine_link import running
 from .operators import setup
-
-
-def _net_items(_self, _context):
-    items = [(n, settings.network_title(n), f"Base network {n}") for n in settings.network_names()]
-    return settings.keep_items("preferences.networks", items)
+from .operators.properties import net_property
 
 
 def _forget(_self, _context):
@@ -38,7 +34,8 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
         description="Path of the python executable that runs the depth engine",
     )
     device: EnumProperty(name="Device", items=settings.DEVICES, default="auto")
-    default_net: EnumProperty(name="Default Network", items=_net_items)
+    default_net: net_property(name="Default Network", description="Network used when none is chosen",
+                              default=settings.SUGGESTED_NET)
     default_mode: EnumProperty(name="Default Mode", items=settings.MODES, default="final")
     models_dir: StringProperty(
         name="Models Folder",

@@ -8,9 +8,12 @@ the arguments, the working folder and where the result goes.
 ``request.warnings`` lists what the user should know (e.g. files cannot be saved next to a packed photo).
 """
 
+import json
 import os
+import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +53,78 @@ def engine_python(prefs=None) -> tuple[str, str | None]:
     return sys.executable, dependencies_dir()
 
 
+ENGINE_MODULES = ("torch", "cv2", "skimage")  # what the engine imports beyond the standard library and numpy
+_modules: dict = {}  # (python, dependencies folder) -> {"missing": [...], "error": str} once known
+_modules_threads: dict = {}
+_modules_lock = threading.Lock()
+
+_FIND_SPEC = ("import importlib.util, json, sys\n"
+              "print('BOOST_DEPTH_MODULES', json.dumps([m for m in sys.argv[1:] "
+              "if importlib.util.find_spec(m) is None]))")
+
+
+def _probe_modules(key, python, env) -> None:
+    """Worker thread: which of ENGINE_MODULES the interpreter cannot find (find_spec: nothing is imported)."""
+    result = {"missing": [], "error": ""}
+    try:
+        out = subprocess.run([python, "-c", _FIND_SPEC, *ENGINE_MODULES], capture_output=True, text=True,
+                             env=env, timeout=60, stdin=subprocess.DEVNULL)
+        line = next((ln for ln in out.stdout.splitlines() if ln.startswith("BOOST_DEPTH_MODULES ")), None)
+        if line is None:
+            result["error"] = f"{python} does not run (exit code {out.returncode})"
+        else:
+            result["missing"] = json.loads(line.split(" ", 1)[1])
+    except (OSError, subprocess.SubprocessError) as error:
+        result["error"] = f"cannot run {python}: {error}"
+    with _modules_lock:
+        _modules[key] = result
+
+
+def missing_engine_modules(prefs=None, *, wait: float = 0.0) -> dict | None:
+    """What the configured interpreter lacks, checked once per interpreter in a background thread (cheap:
+    ``importlib.util.find_spec`` in the child's environment) and cached: {"missing": [module names],
+    "error": "" or why it does not run}, or None while the check runs (``wait``: seconds to wait for it)."""
+    python, deps = engine_python(prefs)
+    key = (python, deps or "")
+    with _modules_lock:
+        if key in _modules:
+            return _modules[key]
+        thread = _modules_threads.get(key)
+        if thread is None:
+            env = engine_process.engine_environment(deps, extension_dir=settings.EXTENSION_DIR)
+            thread = threading.Thread(target=_probe_modules, args=(key, python, env), daemon=True,
+                                      name="boost-depth-modules")
+            _modules_threads[key] = thread
+            thread.start()
+    if wait:
+        thread.join(wait)
+    with _modules_lock:
+        return _modules.get(key)
+
+
+def forget_engine_modules() -> None:
+    """Check again on next use (after installing dependencies or checking the interpreter)."""
+    with _modules_lock:
+        _modules.clear()
+        _modules_threads.clear()
+
+
+def engine_modules_problem(prefs=None) -> str | None:
+    """A sentence for the sidebar when the engine's interpreter cannot run the engine, else None."""
+    known = missing_engine_modules(prefs)
+    if not known:
+        return None
+    source = prefs.python_source if prefs is not None else "BLENDER"
+    fix = ("Install Dependencies in Preferences > Add-ons" if source == "BLENDER"
+           else "install them there, or pick another Python in Preferences > Add-ons")
+    if known["error"]:
+        return f"The engine's Python does not run ({known['error']}): choose another in Preferences > Add-ons"
+    if known["missing"]:
+        names = {"cv2": "OpenCV", "skimage": "scikit-image"}
+        return f"The engine's Python lacks {', '.join(names.get(m, m) for m in known['missing'])}: {fix}"
+    return None
+
+
 def device(prefs=None) -> str:
     prefs = prefs if prefs is not None else settings.preferences()
     return prefs.device if prefs is not None else "auto"
@@ -83,9 +158,13 @@ class EngineRequest:
 
 # --------------------------------------------------------------------------------------------- estimate
 def resolve_net(name: str, prefs) -> str:
+    """The network a run uses: ``name``, or (empty / "DEFAULT") the preferences' default network."""
+    name = (name or "").strip()
     if name and name != "DEFAULT":
         return name
-    return prefs.default_net if prefs is not None else "midas_v2"
+    if prefs is None:
+        return "midas_v2"
+    return prefs.default_net.strip() or settings.SUGGESTED_NET
 
 
 def resolve_mode(name: str, prefs) -> str:
@@ -116,10 +195,17 @@ class EstimateRequest(EngineRequest):
             raise RequestError("A depth job is running (cancel it or wait)")
         path = None
         if filepath:
+            photo = None  # the file, not the context's image
             path = Path(bpy.path.abspath(filepath))
             if not path.is_file():
                 raise RequestError(f"Photo file not found: {path}")
             photo_name = path.name
+            if not images.engine_reads_as_shown(path, path.suffix):  # EXR, HDR, a rotated JPEG...: Blender's view
+                try:
+                    photo = images.load_photo(path)
+                except ValueError as error:
+                    raise RequestError(str(error)) from None
+                photo_name = photo.name
         else:
             photo = bpy.data.images.get(image) if image else photo
             if photo is None:
@@ -129,6 +215,8 @@ class EstimateRequest(EngineRequest):
                 raise RequestError(f"{photo.name!r} is a depth image; choose its photo instead")
             photo_name = photo.name
         net = resolve_net(net, prefs)
+        if net not in settings.network_names():
+            raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
         mode = resolve_mode(mode, prefs)
         if not (base_weights and merge_weights):
             missing = settings.missing_weights(net, prefs, max_age=0.0)

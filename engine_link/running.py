@@ -33,7 +33,7 @@ class ActiveJob:
         self.on_success = on_success
         self.cleanup = list(cleanup)
         self.undo_message = undo_message
-        self.watched = False  # a modal operator reports and pushes undo itself
+        self.watched = False  # a modal operator reports the outcome itself
         self.outcome: str | None = None  # "succeeded" | "failed" | "cancelled" once finalised
         self.error = ""
 
@@ -146,7 +146,7 @@ def _finalize(a: ActiveJob) -> None:
     remove_folders(a.cleanup)
     if bpy.app.timers.is_registered(tick):
         bpy.app.timers.unregister(tick)
-    if outcome == "succeeded" and a.undo_message and not a.watched and not bpy.app.background:
+    if outcome == "succeeded" and a.undo_message:  # the one undo step of the job (its operator has no UNDO)
         try:
             bpy.ops.ed.undo_push(message=a.undo_message)
         except RuntimeError:
@@ -178,12 +178,34 @@ def remove_folders(folders) -> None:
 
 def stop_all(kill_timeout: float = 5.0) -> None:
     """Cancel the active job and wait for its child to exit (on unregister / file load): no orphan
-    processes."""
+    processes. A child that outlives ``kill_timeout`` is killed and dropped; the timer is always removed."""
+    global _active
     a = _active
-    if a is None:
-        return
-    a.on_success = None  # the scene it was meant for is going away
-    a.job.cancel()
-    deadline = time.monotonic() + kill_timeout
-    while tick() is not None and time.monotonic() < deadline:
-        time.sleep(0.02)
+    try:
+        if a is None:
+            return
+        a.on_success = None  # the scene it was meant for is going away
+        a.job.cancel()
+        deadline = time.monotonic() + kill_timeout
+        while tick() is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _active is a:  # still running: kill it and forget it
+            try:
+                a.job.kill()
+            except Exception:  # noqa: BLE001 - unregistering must go on
+                traceback.print_exc()
+            _active = None
+            a.outcome = "cancelled"
+            remove_folders(a.cleanup)
+            try:
+                state = bpy.context.window_manager.boost_depth_job
+                state.running, state.message = False, "Cancelled"
+            except AttributeError:
+                pass
+    finally:
+        unregister_timer()
+
+
+def unregister_timer() -> None:
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)

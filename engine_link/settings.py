@@ -117,7 +117,12 @@ def keep_items(key: str, items: list) -> list:
 
 
 def redraw_all(context=None) -> None:
-    """Tag every area (and so the status bar) of every window for redraw."""
+    """Tag every area of every window for redraw, the global status bar included.
+
+    ``window.screen.areas`` leaves out the global areas (top bar, status bar) in Blender 4.2 to 5.0; they are
+    reached through a window-level notifier instead: setting ``WindowManager.boost_depth_job.redraws`` (a
+    property with an update callback) makes Blender's RNA update send NC_WINDOW, which every region listens to,
+    the status bar's included. A STATUSBAR area that a screen does list is tagged as well."""
     wm = (context or bpy.context).window_manager
     for window in wm.windows:
         screen = window.screen
@@ -125,6 +130,15 @@ def redraw_all(context=None) -> None:
             continue
         for area in screen.areas:
             area.tag_redraw()
+    tag_status_bar(wm)
+
+
+def tag_status_bar(wm=None) -> None:
+    """Redraw the status bar of every window (see redraw_all)."""
+    wm = wm or bpy.context.window_manager
+    state = getattr(wm, "boost_depth_job", None)
+    if state is not None and not bpy.app.background:
+        state.redraws = (state.redraws + 1) % 1_000_000
 
 
 def settings(context):

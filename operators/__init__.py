@@ -22,7 +22,10 @@ def register():
 
 
 def unregister():
-    running.stop_all()
+    try:
+        running.stop_all()
+    finally:
+        running.unregister_timer()
     if _stop_jobs_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_stop_jobs_on_load)
     for cls in reversed(classes):

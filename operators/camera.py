@@ -4,7 +4,7 @@ taken from the depth under a picked pixel, the image centre, or the nearest larg
 import math
 
 import bpy
-from bpy.props import FloatProperty
+from bpy.props import BoolProperty, FloatProperty
 
 from ..scene import build
 from ..scene import images
@@ -26,9 +26,25 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         "sensor",
     )
 
+    set_render_resolution: BoolProperty(
+        name="Set Render Size",
+        description="Make the scene's render resolution the photo's size (pixel aspect 1), so the camera frames "
+        "the photo exactly",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+    make_active_camera: BoolProperty(
+        name="Make Scene Camera",
+        description="Make this camera the scene's active camera",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+
     def draw(self, context):
         layout = self.layout
         layout.use_property_split = True
+        layout.prop(self, "set_render_resolution")
+        layout.prop(self, "make_active_camera")
         layout.prop(self, "focus")
         if self.focus == "PIXEL":
             col = layout.column(align=True)
@@ -74,6 +90,7 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
                 self.report({"ERROR"}, str(error))
                 return {"CANCELLED"}
             self._mapping_from = None
+        changes: list[str] = []
         try:
             z_map = build.metric_depth(depth, mapping)
             h, w = z_map.shape
@@ -89,6 +106,9 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
                 fov=mapping["fov"],
                 sensor=self.sensor,
                 matrix=built.matrix_world if built is not None else None,
+                set_render_resolution=self.set_render_resolution,
+                make_active_camera=self.make_active_camera,
+                changes=changes,
             )
         except ValueError as error:
             self.report({"ERROR"}, str(error))
@@ -98,9 +118,42 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         self.report(
             {"INFO"},
             f"{camera.name}: focus {distance:.3f}, f/{self.fstop:g}, "
-            f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm",
+            f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm"
+            + (f"; changed {', '.join(changes)}" if changes else ""),
         )
         return {"FINISHED"}
+
+
+def image_editors_with_depth(screen):
+    """The Image Editor areas of ``screen`` that show a photo with a depth image (or a depth image)."""
+    if screen is None:
+        return []
+    return [area for area in screen.areas if area.type == "IMAGE_EDITOR" and area.spaces.active.image is not None
+            and (images.find_depth_image(area.spaces.active.image) is not None
+                 or images.photo_of(area.spaces.active.image) is not None)]
+
+
+def image_pixel_at(screen, mouse_x: int, mouse_y: int):
+    """What the mouse at window coordinates (``event.mouse_x``, ``event.mouse_y``, from the bottom-left) points
+    at: (image, x, y), the pixel of the image shown by the Image Editor under the mouse (x from the left, y from
+    the bottom, as the Image Editor counts), mapped through that editor's own view; None when the mouse is not
+    over an Image Editor's image area. ``x``/``y`` may lie outside the image (the caller checks)."""
+    if screen is None:
+        return None
+    for area in screen.areas:
+        if area.type != "IMAGE_EDITOR" or area.spaces.active.image is None:
+            continue
+        for region in area.regions:
+            if region.type != "WINDOW":
+                continue
+            if region.x <= mouse_x < region.x + region.width and region.y <= mouse_y < region.y + region.height:
+                image = area.spaces.active.image
+                u, v = region.view2d.region_to_view(mouse_x - region.x, mouse_y - region.y)  # 0..1, bottom-left
+                width, height = image.size
+                if not (math.isfinite(u) and math.isfinite(v)):
+                    return None
+                return image, int(math.floor(u * width)), int(math.floor(v * height))
+    return None
 
 
 class BOOST_DEPTH_OT_pick_focus(bpy.types.Operator):
@@ -114,12 +167,9 @@ class BOOST_DEPTH_OT_pick_focus(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        space = context.space_data
-        if space is None or space.type != "IMAGE_EDITOR" or space.image is None:
-            cls.poll_message_set("Show the photo (or its depth) in an Image Editor")
-            return False
-        if images.find_depth_image(space.image) is None and images.photo_of(space.image) is None:
-            cls.poll_message_set("Estimate depth or load a depth map first")
+        if context.window is None or not image_editors_with_depth(context.screen):
+            cls.poll_message_set("Show the photo (or its depth) in an Image Editor; estimate depth or load a "
+                                 "depth map first")
             return False
         return True
 
@@ -142,14 +192,21 @@ class BOOST_DEPTH_OT_pick_focus(bpy.types.Operator):
         if event.type != "LEFTMOUSE" or event.value != "PRESS":
             return {"RUNNING_MODAL"}
         self._end(context)
-        region = context.region
-        image = context.space_data.image
-        u, v = region.view2d.region_to_view(event.mouse_region_x, event.mouse_region_y)  # 0..1, bottom-left
+        # the Image Editor under the mouse, whichever region the operator was started from (sidebar, menu)
+        hit = image_pixel_at(context.window.screen, event.mouse_x, event.mouse_y)
+        if hit is None:
+            self.report({"WARNING"}, "Click on the photo in an Image Editor")
+            return {"CANCELLED"}
+        image, x, y = hit
         photo = images.photo_of(image) if images.is_depth_image(image) else image
+        if photo is not None and tuple(photo.size) != tuple(image.size) and image.size[0] and image.size[1]:
+            x, y = x * photo.size[0] // image.size[0], y * photo.size[1] // image.size[1]  # a depth map's pixel
         width, height = (photo or image).size
-        x, y = int(math.floor(u * width)), int(math.floor(v * height))
         if not (0 <= x < width and 0 <= y < height):
             self.report({"WARNING"}, "Click inside the image")
+            return {"CANCELLED"}
+        if images.find_depth_image(photo or image) is None:
+            self.report({"WARNING"}, f"{(photo or image).name} has no depth image: estimate or load one first")
             return {"CANCELLED"}
         s = context.scene.boost_depth
         s.focus, s.pixel_x, s.pixel_y = "PIXEL", x, y

@@ -11,7 +11,7 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from ..engine_link import request, settings
 from ..scene import images
 from ..engine_link import running
-from .properties import FORMAT_ITEMS, mode_items, net_items
+from .properties import FORMAT_ITEMS, mode_items, net_property
 
 
 def editor_image(context):
@@ -46,10 +46,13 @@ def estimate_blocker(context, net: str | None = None) -> str | None:
     elif context_photo(context) is None:
         return "No photo: " + request.SOURCE_HELP
     prefs = settings.preferences(context)
-    missing = settings.missing_weights(request.resolve_net(net or s.net, prefs), prefs)
+    name = request.resolve_net(net or s.net, prefs)
+    if name not in settings.network_names():
+        return f"Unknown network {name!r}: choose one from the list"
+    missing = settings.missing_weights(name, prefs)
     if missing:
-        return f"Missing weights: {', '.join(missing)} (Preferences > Add-ons > Boost Depth)"
-    return None
+        return f"Missing weights: {', '.join(missing)} (download them below)"
+    return request.engine_modules_problem(prefs)  # None while the background check runs
 
 
 def side_outputs(outputs: dict, photo_path: Path, formats) -> list[Path]:
@@ -93,7 +96,10 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
 
     bl_idname = "boost_depth.estimate"
     bl_label = "Estimate Depth"
-    bl_options = {"REGISTER", "UNDO"}
+    # Neither REGISTER nor UNDO: no Adjust Last Operation panel (redoing would start another multi-minute job)
+    # and no undo step when the job merely starts; engine_link.running pushes exactly one "Estimate Depth"
+    # step when the result lands.
+    bl_options = set()
 
     image: StringProperty(
         name="Image",
@@ -106,7 +112,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         subtype="FILE_PATH",
         options={"SKIP_SAVE"},
     )
-    net: EnumProperty(name="Network", items=net_items, options={"SKIP_SAVE"})
+    net: net_property(options={"SKIP_SAVE"})
     mode: EnumProperty(name="Mode", items=mode_items, options={"SKIP_SAVE"})
     max_res: IntProperty(
         name="Max Resolution",
@@ -199,7 +205,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
             return result
         blocking = self.blocking if self.properties.is_property_set("blocking") else bpy.app.background
         if not blocking:
-            return {"FINISHED"}  # the app timer applies the result; an undo step is pushed then
+            return {"FINISHED"}  # the app timer applies the result and pushes the undo step
         active = running.active()
         outcome = running.wait()
         if outcome == "succeeded":
@@ -250,7 +256,10 @@ def apply_result(job, job_request) -> None:
     elif bpy.data.images.get(photo_name) is None:
         raise RuntimeError(f"the photo {photo_name!r} was removed while its depth was estimated")
     props = {k: result.get(k) for k in ("net", "mode", "R", "factor")}
-    images.load_depth_image(outputs["exr"], photo_name, result.get("kind") or "inverse_depth", props)
+    photo = bpy.data.images.get(photo_name)
+    size = tuple(photo.size) if photo is not None and photo.size[0] and photo.size[1] else None
+    images.load_depth_image(outputs["exr"], photo_name, result.get("kind") or "inverse_depth", props,
+                            expected_size=size)
     if side_path is not None and formats:
         side_outputs(outputs, side_path, formats)
 

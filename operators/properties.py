@@ -18,13 +18,16 @@ from ..engine_link import settings
 _enum_cache: dict[str, list] = {}  # Blender needs dynamic enum item strings kept alive by Python
 
 
-def net_items(_self, _context):
-    prefs = settings.preferences()
-    default = prefs.default_net if prefs is not None else settings.SUGGESTED_NET
-    items = [("DEFAULT", f"Default ({default})", "The network chosen in the add-on's preferences")]
-    items += [(n, settings.network_title(n), f"Base network {n}") for n in settings.network_names()]
-    _enum_cache["nets"] = items
-    return items
+def net_search(_self, _context, edit_text=""):
+    """Search list of a network StringProperty: the registry's names (stored as names, never as enum indices,
+    so saved files and preferences survive networks being added or reordered)."""
+    text = (edit_text or "").lower()
+    return [(n, settings.network_title(n)) for n in settings.network_names()
+            if not text or text in n.lower() or text in settings.network_title(n).lower()]
+
+
+def net_property(name="Network", description="Base depth network (empty: the preferences' default)", **kw):
+    return StringProperty(name=name, description=description, search=net_search, **kw)
 
 
 def mode_items(_self, _context):
@@ -158,6 +161,13 @@ def fill_from_settings(operator, settings, names) -> None:
             setattr(operator, name, getattr(settings, name))
 
 
+def _set_use_max_res(self, value):
+    if not value:
+        self.max_res = 0
+    elif self.max_res == 0:
+        self.max_res = 2048
+
+
 def _update_source(self, context):
     settings.redraw_all(context)
 
@@ -171,7 +181,7 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
     )
     image: PointerProperty(name="Image", type=bpy.types.Image, description="Photo to estimate depth for")
     filepath: StringProperty(name="File", subtype="FILE_PATH", description="Photo on disk")
-    net: EnumProperty(name="Network", items=net_items, description="Base depth network")
+    net: net_property()
     mode: EnumProperty(name="Mode", items=mode_items, description="How much boosting")
     max_res: IntProperty(
         name="Max Resolution",
@@ -180,6 +190,12 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
         min=0,
         soft_max=8192,
         subtype="PIXEL",
+    )
+    use_max_res: BoolProperty(  # a view of max_res (0 = no cap), nothing stored: old files keep their cap
+        name="Cap Size",
+        description="Cap the boosted size (off: no cap, the size the method chooses)",
+        get=lambda self: self.max_res > 0,
+        set=_set_use_max_res,
     )
     formats: EnumProperty(
         name="Formats",
@@ -211,7 +227,13 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
     )
 
 
+def _notify_windows(_self, _context):
+    """An update callback: with one, Blender's RNA update of this property sends a window notifier (NC_WINDOW)
+    that tags every region for redraw, the global status bar included (engine_link.settings.tag_status_bar)."""
+
+
 class BOOST_DEPTH_PG_job(bpy.types.PropertyGroup):
+    redraws: IntProperty(name="Redraws", default=0, options={"SKIP_SAVE"}, update=_notify_windows)
     running: BoolProperty(name="Running", default=False)
     fraction: FloatProperty(name="Progress", subtype="FACTOR", min=0.0, max=1.0, default=0.0)
     title: StringProperty(name="Job", default="")

@@ -179,7 +179,8 @@ class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):
         job = engine_process.FunctionJob(work, "install dependencies")
 
         def on_success(_job):
-            context.window_manager.boost_depth_job.message = f"Dependencies installed in {target}"
+            request.forget_engine_modules()
+            bpy.context.window_manager.boost_depth_job.message = f"Dependencies installed in {target}"
 
         try:
             running.start(context, job, "Installing dependencies", on_success=on_success)
@@ -196,22 +197,46 @@ class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
     bl_label = "Check Interpreter"
     bl_options = {"REGISTER", "INTERNAL"}
 
+    @classmethod
+    def poll(cls, context):
+        if running.running():
+            cls.poll_message_set("A job is running (cancel it or wait)")
+            return False
+        return True
+
     def execute(self, context):
+        """The probe (up to minutes for a slow or broken interpreter) runs in a worker thread, as a job the
+        panel shows with a Cancel button; its report lands in the preferences when it is done."""
         prefs = settings.preferences(context)
-        python, _deps = request.engine_python(prefs)
+        python, deps = request.engine_python(prefs)
+
+        def work(progress, cancel):
+            progress(None, f"Checking {python}…")
+            return dependencies.check_interpreter(python, [deps] if deps else ())
+
+        job = engine_process.FunctionJob(work, "check interpreter")
+
+        def on_success(done):
+            report = done.value
+            ok = getattr(report, "ok", None)
+            text = str(getattr(report, "message", "") or report)
+            current = settings.preferences()
+            if current is not None:
+                current.interpreter_report = text[:1000]
+            request.forget_engine_modules()  # the sidebar's cached check follows the fresh report
+            first = text.splitlines()[0] if text else str(python)
+            bpy.context.window_manager.boost_depth_job.message = first
+            if ok is False:
+                raise RuntimeError(first)
+
         try:
-            report = dependencies.check_interpreter(python, [_deps] if _deps else ())
-        except Exception as error:  # noqa: BLE001
-            self.report({"ERROR"}, f"{python}: {error}")
+            running.start(context, job, "Checking interpreter", on_success=on_success)
+        except RuntimeError as error:
+            self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        ok = getattr(report, "ok", None)
-        text = str(getattr(report, "message", "") or report)
-        if prefs is not None:
-            prefs.interpreter_report = text[:1000]
-        self.report(
-            {"INFO"} if ok or ok is None else {"ERROR"}, text.splitlines()[0] if text else str(python)
-        )
-        return {"FINISHED"}
+        if not bpy.app.background:
+            self.report({"INFO"}, f"Checking {python} in the background…")
+        return _finish_in_background(self)
 
 
 def _finish_in_background(op):

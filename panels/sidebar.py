@@ -12,6 +12,21 @@ from ..scene import images
 from ..operators import mesh
 
 
+DEFAULT_SIDEBAR_WIDTH = 220  # px at UI scale 1: the width Blender gives a new sidebar
+CHAR_WIDTH = 6.5  # px at UI scale 1: a label showed about 33 characters in 205 px, with room for an ellipsis
+LABEL_MARGIN = 70  # px at UI scale 1: the region's and a sub-panel's margins and a label's icon
+
+
+def line_chars(context) -> int:
+    """How many characters of a label fit in the region the panel is drawn in (its width over the UI scale)."""
+    region = getattr(context, "region", None)
+    width = getattr(region, "width", 0) or 0
+    prefs = getattr(context, "preferences", None) or bpy.context.preferences
+    scale = getattr(prefs.system, "ui_scale", 0) or prefs.view.ui_scale or 1.0
+    width = width / scale if width > 1 else DEFAULT_SIDEBAR_WIDTH
+    return max(16, int((width - LABEL_MARGIN) / CHAR_WIDTH))
+
+
 def draw_job(layout, context) -> bool:
     """Progress + Cancel while a job runs; the last error otherwise. True while running."""
     state = context.window_manager.boost_depth_job
@@ -23,21 +38,61 @@ def draw_job(layout, context) -> bool:
     if state.last_error:
         box = layout.box()
         col = box.column(align=True)
-        for i, line in enumerate(_wrap(state.last_error, 48)[:6]):
-            col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
+        _lines(col, state.last_error, line_chars(context), "ERROR", 6)
     return False
 
 
 def _wrap(text, width):
     import textwrap
 
-    return textwrap.wrap(text, width) or [text]
+    return textwrap.wrap(text, width, break_long_words=True, break_on_hyphens=False) or [text]
 
 
-def _reason(layout, reason):
+def _lines(layout, text, width, icon, most):
+    lines = _wrap(text, width)
+    if len(lines) > most:
+        lines = lines[:most]
+        lines[-1] = lines[-1][: max(1, width - 1)] + "…"
+    for i, line in enumerate(lines):
+        layout.label(text=line, icon=icon if i == 0 else "BLANK1")
+
+
+def _reason(layout, reason, context=None):
     if reason:
-        for i, line in enumerate(_wrap(reason, 44)[:4]):
-            layout.label(text=line, icon="INFO" if i == 0 else "BLANK1")
+        _lines(layout, reason, line_chars(context or bpy.context), "INFO", 7)
+
+
+def request_default_net(context) -> str:
+    from ..engine_link import request, settings
+
+    return request.resolve_net("", settings.preferences(context))
+
+
+def draw_engine_help(layout, context, reason=None):
+    """Under a greyed-out Estimate: the missing weights' Download buttons (the download operator shows the
+    licence and respects Allow Online Access), and what the engine's interpreter lacks, with the way to fix it."""
+    from ..engine_link import request, settings
+    from ..operators import setup
+
+    prefs = settings.preferences(context)
+    net = request.resolve_net(context.scene.boost_depth.net, prefs)
+    missing = settings.missing_weights(net, prefs) if net in settings.network_names() else []
+    if missing:
+        col = layout.column(align=True)
+        col.enabled = setup.online() and not estimate.running.running()
+        for name in missing:
+            op = col.operator("boost_depth.download_weights", text=f"Download {name}", icon="IMPORT")
+            op.name = name
+        if not setup.online():
+            _lines(layout, "Online access is off (Preferences > System > Network)", line_chars(context),
+                   "INTERNET_OFFLINE", 2)
+    problem = request.engine_modules_problem(prefs)
+    if problem:
+        if problem != reason:
+            _lines(layout, problem, line_chars(context), "ERROR", 7)
+        row = layout.row()
+        op = row.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
+        op.module = settings.ADDON
 
 
 def draw_source(layout, context):
@@ -60,8 +115,12 @@ def draw_depth_info(layout, context):
     if depth is None:
         return
     kind = str(depth.get(images.KIND_KEY, "?")).replace("_", " ")
-    extra = ", ".join(f"{k} {depth[f'depth_{k}']}" for k in ("net", "mode", "R") if f"depth_{k}" in depth)
-    layout.label(text=f"{depth.name}: {kind}" + (f" ({extra})" if extra else ""), icon="CHECKMARK")
+    extra = [str(depth[f"depth_{k}"]) if k != "R" else f"R {depth['depth_R']}"
+             for k in ("net", "mode", "R") if f"depth_{k}" in depth]
+    width = line_chars(context)
+    col = layout.column(align=True)
+    _lines(col, depth.name, width, "CHECKMARK", 2)  # the name on its own line(s), then what it holds
+    _lines(col, " · ".join([kind, *extra]), width, "BLANK1", 3)
 
 
 if typing.TYPE_CHECKING:  # the mixin is checked as the Panel it is mixed into
@@ -88,8 +147,15 @@ class MainPanel(DepthPanel):
         col.use_property_split = True
         col.use_property_decorate = False
         col.prop(s, "net")
+        if not s.net.strip():
+            col.label(text=f"Default: {request_default_net(context)}"[: line_chars(context)], icon="BLANK1")
         col.prop(s, "mode")
-        col.prop(s, "max_res")
+        row = col.row(heading="Max Size")
+        row.prop(s, "use_max_res", text="")
+        if s.use_max_res:
+            row.prop(s, "max_res", text="")
+        else:
+            row.label(text="No Cap")
         col.prop(s, "save_files")
         if s.save_files:
             col.row().prop(s, "formats")
@@ -99,7 +165,8 @@ class MainPanel(DepthPanel):
         row.enabled = reason is None and not running
         row.operator("boost_depth.estimate", icon="RENDERLAYERS")
         if not running:
-            _reason(layout, reason)
+            _reason(layout, reason, context)
+            draw_engine_help(layout, context, reason)
         layout.operator("boost_depth.load_depth", icon="FILEBROWSER")
         draw_depth_info(layout, context)
 
@@ -113,15 +180,15 @@ class MeshPanel(DepthPanel):
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False
-        col.prop(s, "fov")
-        col.prop(s, "range_method")
+        col.prop(s, "fov", text="FOV")
+        col.prop(s, "range_method", text="Range")
         if s.range_method == "NEAR_FAR":
             col.prop(s, "near")
         else:
             col.prop(s, "scale")
         col.prop(s, "far")
         col.prop(s, "resolution")
-        col.prop(s, "discontinuity")
+        col.prop(s, "discontinuity", text="Tear Limit")
         col.prop(s, "shading")
         reason = mesh.depth_blocker(context)
         row = layout.row(align=True)
@@ -134,7 +201,7 @@ class MeshPanel(DepthPanel):
         row = layout.row()
         row.enabled = reason is None
         row.operator("boost_depth.displaced_plane", icon="MOD_DISPLACE")
-        _reason(layout, reason)
+        _reason(layout, reason, context)
 
 
 class CameraPanel(DepthPanel):
@@ -159,7 +226,7 @@ class CameraPanel(DepthPanel):
         row.operator("boost_depth.dof_camera", icon="CAMERA_DATA")
         if context.space_data.type == "IMAGE_EDITOR":
             row.operator("boost_depth.pick_focus", text="", icon="EYEDROPPER")
-        _reason(layout, reason)
+        _reason(layout, reason, context)
 
 
 def _make(space: str, prefix: str):
@@ -188,6 +255,7 @@ def draw_status(self, context):
     if not state.running:
         return
     row = self.layout.row(align=True)
+    row.ui_units_x = 16  # room for the job's title and message (the status bar gives a progress bar ~4 units)
     row.progress(factor=state.fraction, text=f"{state.title}: {state.message}"[:80])
     row.operator("boost_depth.cancel", text="", icon="X")
 

@@ -246,12 +246,16 @@ def ensure_camera(
     sensor: float = 36.0,
     matrix: Matrix | None = None,
     collection=None,
+    set_render_resolution: bool = True,
+    make_active_camera: bool = True,
+    changes: list | None = None,
 ):
     """Create or update camera ``<photo> camera`` matching a ``width`` x ``height`` photo with field of view
     ``fov`` (radians, across the longer side): sensor fit AUTO, sensor width ``sensor`` mm, lens from the FOV.
-    A new camera goes to ``matrix`` (or the default placement); an existing one keeps its transform. The
-    scene's
-    render size becomes the photo's size and the camera becomes the scene camera. Returns the object."""
+    A new camera goes to ``matrix`` (or the default placement); an existing one keeps its transform. With
+    ``set_render_resolution`` the scene's render size becomes the photo's size (pixel aspect 1); with
+    ``make_active_camera`` the camera becomes the scene camera. What changed in the scene beyond the camera is
+    appended to ``changes`` (short sentences for the operator's report). Returns the object."""
     g = geometry
     name = f"{photo_name}{CAMERA_SUFFIX}"
     obj = bpy.data.objects.get(name)
@@ -267,9 +271,17 @@ def ensure_camera(
     cam.lens = g.focal_length_mm(math.degrees(fov), sensor)
     cam.shift_x = cam.shift_y = 0.0
     render = context.scene.render
-    render.resolution_x, render.resolution_y = int(width), int(height)
-    render.pixel_aspect_x = render.pixel_aspect_y = 1.0
-    context.scene.camera = obj
+    if set_render_resolution:
+        before = (render.resolution_x, render.resolution_y, render.pixel_aspect_x, render.pixel_aspect_y)
+        render.resolution_x, render.resolution_y = int(width), int(height)
+        render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+        if changes is not None and before != (int(width), int(height), 1.0, 1.0):
+            changes.append(f"render size {before[0]}x{before[1]} -> {int(width)}x{int(height)}")
+    if make_active_camera:
+        previous = context.scene.camera
+        context.scene.camera = obj
+        if changes is not None and previous != obj:
+            changes.append(f"scene camera {previous.name if previous else 'none'} -> {obj.name}")
     data = dict(typing.cast(dict, obj.get(PROP)) or {})
     data.update(
         {"type": "CAMERA", "photo": photo_name, "fov": float(fov), "width": int(width), "height": int(height)}

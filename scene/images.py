@@ -8,6 +8,7 @@ Blender stores pixels bottom-up; every array handed to ``scene.geometry`` is top
 
 import os
 import re
+import typing
 from pathlib import Path
 
 import bpy
@@ -49,7 +50,8 @@ def photo_of(depth_image):
 
 
 def load_depth_image(
-    path: str | os.PathLike, photo_name: str, kind: str, properties: dict | None = None, pack: bool = True
+    path: str | os.PathLike, photo_name: str, kind: str, properties: dict | None = None, pack: bool = True,
+    expected_size: tuple | None = None,
 ):
     """Load a depth map file (EXR / 16-bit PNG / any format Blender reads) as the float Non-Color image
     ``<photo_name> depth``, pack it (unless ``pack`` is False: then the file must stay), and replace (remap
@@ -60,16 +62,24 @@ def load_depth_image(
     if kind not in ("depth", "inverse_depth"):
         raise ValueError(f"depth kind must be 'depth' or 'inverse_depth', got {kind!r}")
     path = str(path)
+    if path.lower().endswith(".pfm"):  # Blender has no PFM reader: its values become a float image here
+        image = _pfm_image(path)
+        pack = True
+    else:
+        try:
+            image = bpy.data.images.load(path, check_existing=False)
+        except RuntimeError as error:
+            raise ValueError(f"cannot read depth map {path}: {error}") from None
     try:
-        image = bpy.data.images.load(path, check_existing=False)
-    except RuntimeError as error:
-        raise ValueError(f"cannot read depth map {path}: {error}") from None
-    try:
-        image.colorspace_settings.name = "Non-Color"
+        mark_as_data(image)
         image.alpha_mode = "NONE"
         if image.size[0] == 0 or image.size[1] == 0:
             raise ValueError(f"cannot read depth map {path}: Blender found no pixels in it")
-        if pack:
+        if expected_size is not None and tuple(image.size) != tuple(expected_size):
+            w, h = expected_size
+            raise ValueError(f"the depth map is {image.size[0]}x{image.size[1]} but the photo is {w}x{h} "
+                             "(rotated or resized on the way?); it was not loaded")
+        if pack and image.packed_file is None:
             image.pack()
     except Exception:
         bpy.data.images.remove(image)
@@ -87,6 +97,55 @@ def load_depth_image(
         if value is not None:
             image[f"depth_{key}"] = value
     return image
+
+
+def read_pfm(path) -> np.ndarray:
+    """A Portable Float Map's first channel, (height, width) float32, rows as stored (bottom-up).
+    Header: 'Pf' (grey) or 'PF' (RGB), 'width height', scale (negative: little-endian). ValueError if broken."""
+    with open(path, "rb") as f:
+        header: list[bytes] = []
+        while len(header) < 4:  # magic, width, height, scale: whitespace-separated, usually on three lines
+            line = f.readline()
+            if not line or (header == [] and line.split()[:1] not in ([b"Pf"], [b"PF"])):
+                raise ValueError(f"cannot read depth map {path}: not a PFM file")
+            header += line.split()
+        try:
+            magic, width, height, scale = header[0], int(header[1]), int(header[2]), float(header[3])
+        except ValueError:
+            raise ValueError(f"cannot read depth map {path}: bad PFM header") from None
+        if width <= 0 or height <= 0:
+            raise ValueError(f"cannot read depth map {path}: bad PFM size")
+        channels = 3 if magic == b"PF" else 1
+        data = np.fromfile(f, dtype="<f4" if scale < 0 else ">f4", count=width * height * channels)
+    if data.size != width * height * channels:
+        raise ValueError(f"cannot read depth map {path}: the PFM file is shorter than its header says")
+    return data.reshape(height, width, channels)[:, :, 0].astype(np.float32)
+
+
+def _pfm_image(path: str):
+    """A float data image holding a PFM file's values (grey in R, G, B; alpha 1), to be packed."""
+    rows = read_pfm(path)  # bottom-up, as Blender stores pixels
+    height, width = rows.shape
+    image = bpy.data.images.new(Path(path).name, width, height, alpha=False, float_buffer=True, is_data=True)
+    rgba = np.empty((height, width, 4), np.float32)
+    rgba[..., :3] = rows[..., None]
+    rgba[..., 3] = 1.0
+    pixels: typing.Any = image.pixels  # the stubs type it as a float; it is a bpy_prop_array
+    pixels.foreach_set(rgba.ravel())
+    image.file_format = "OPEN_EXR"
+    image.pack()  # as a float EXR in memory: from here on the image reloads from it (colour-space changes do)
+    return image
+
+
+def mark_as_data(image) -> None:
+    """Values, not colours: ``is_data`` works under any OCIO config (ACES, studio configs); the name
+    "Non-Color" is also set where the config has it (Blender's default), so the UI shows it."""
+    settings = image.colorspace_settings
+    try:
+        settings.name = "Non-Color"
+    except (TypeError, ValueError):  # the config has no such colour space
+        pass
+    settings.is_data = True
 
 
 def image_array(image) -> np.ndarray:
@@ -120,31 +179,162 @@ def safe_stem(name: str) -> str:
     return stem[:80]
 
 
-def photo_file(image, folder: str | os.PathLike) -> Path:
-    """A file on disk holding the photo's pixels, for the engine: the image's own file when it exists, else
-    its packed bytes or its pixels written into ``folder`` (a temporary folder). The name keeps the photo's
-    stem, so the engine's outputs are named after it."""
-    folder = Path(folder)
-    if image.packed_file is not None:
-        ext = Path(image.filepath).suffix or f".{image.file_format.lower()}"
-        target = folder / f"{safe_stem(image.name)}{ext}"
-        target.write_bytes(image.packed_file.data)
-        return target
-    if image.source in {"FILE", "SEQUENCE"} and image.filepath:
-        path = Path(bpy.path.abspath(image.filepath_from_user() or image.filepath, library=image.library))
-        if path.is_file():
-            return path
-    if image.size[0] == 0 or image.size[1] == 0:
+#: Files the engine (OpenCV) reads exactly as Blender shows them; anything else is handed over as Blender's pixels.
+ENGINE_READS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF orientation (1..8) of JPEG bytes; 1 when there is none or it cannot be read. Blender ignores it;
+    OpenCV applies it."""
+    if data[:2] != b"\xff\xd8":
+        return 1
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in (0xDA, 0xD9):  # start of scan / end: no more metadata
+            break
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment[:6] == b"Exif\0\0":
+            tiff = segment[6:]
+            order: typing.Literal["little", "big"] | None = {b"II": "little", b"MM": "big"}.get(tiff[:2])  # type: ignore[assignment]
+            if order is None or len(tiff) < 8:
+                return 1
+            ifd = int.from_bytes(tiff[4:8], order)
+            if ifd + 2 > len(tiff):
+                return 1
+            count = int.from_bytes(tiff[ifd : ifd + 2], order)
+            for i in range(count):
+                entry = tiff[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+                if len(entry) == 12 and int.from_bytes(entry[:2], order) == 0x0112:
+                    value = int.from_bytes(entry[8:10], order)
+                    return value if 1 <= value <= 8 else 1
+            return 1
+        pos += 2 + length
+    return 1
+
+
+def engine_reads_as_shown(data_or_path, suffix: str) -> bool:
+    """Does the engine read this file's pixels exactly as Blender shows them? (A format OpenCV reads, and no
+    EXIF rotation that OpenCV would apply and Blender does not.)"""
+    suffix = suffix.lower()
+    if suffix not in ENGINE_READS:
+        return False
+    if suffix in (".jpg", ".jpeg"):
+        if isinstance(data_or_path, (bytes, bytearray)):
+            head = bytes(data_or_path[:1 << 17])
+        else:
+            with open(data_or_path, "rb") as f:
+                head = f.read(1 << 17)  # the EXIF segment is at the start (at most 64 KiB)
+        return jpeg_orientation(head) == 1
+    return True
+
+
+def _linear_to_srgb(values: np.ndarray) -> np.ndarray:
+    values = np.clip(values, 0.0, 1.0)
+    return np.where(values <= 0.0031308, values * 12.92, 1.055 * np.power(values, 1 / 2.4) - 0.055)
+
+
+def shown_pixels(image) -> np.ndarray:
+    """What Blender shows of ``image``: (height, width, 4) float32 in [0, 1], display sRGB, bottom-up (Blender's
+    row order). Float images (EXR, HDR, float generated) hold scene-linear values: they go through the sRGB
+    transfer function (the Standard view); byte images already hold their display values; Non-Color data is
+    taken as it is."""
+    width, height = image.size
+    if width == 0 or height == 0:
         raise ValueError(f"image {image.name!r} has no pixels to estimate depth from (is its file missing?)")
-    target = folder / f"{safe_stem(image.name)}.png"
-    copy = image.copy()
+    channels = image.channels
+    buffer = np.empty(width * height * channels, dtype=np.float32)
+    image.pixels.foreach_get(buffer)
+    pixels = buffer.reshape(height, width, channels)
+    rgba = np.ones((height, width, 4), np.float32)
+    if channels >= 3:
+        rgba[..., :3] = pixels[..., :3]
+    else:
+        rgba[..., :3] = pixels[..., :1]
+    if image.is_float and not image.colorspace_settings.is_data:
+        rgba[..., :3] = _linear_to_srgb(rgba[..., :3])
+    return np.clip(rgba, 0.0, 1.0)
+
+
+def write_pixels_png(rgba_bottom_up: np.ndarray, target: Path) -> Path:
+    """Write (height, width, 4) [0, 1] display pixels, bottom-up, as an 8-bit RGB PNG with Blender's writer."""
+    height, width = rgba_bottom_up.shape[:2]
+    out = bpy.data.images.new("boost_depth_handover", width, height, alpha=False)
     try:
-        copy.file_format = "PNG"
-        copy.filepath_raw = str(target)
-        copy.save()
+        pixels: typing.Any = out.pixels  # the stubs type it as a float; it is a bpy_prop_array
+        pixels.foreach_set(np.ascontiguousarray(rgba_bottom_up, dtype=np.float32).ravel())
+        out.filepath_raw = str(target)
+        out.file_format = "PNG"
+        out.save()
     finally:
-        bpy.data.images.remove(copy)
+        bpy.data.images.remove(out)
     return target
+
+
+def _frame_user(image):
+    """The ImageUser of an Image Editor showing ``image`` (the frame it shows), or None."""
+    wm = bpy.context.window_manager
+    screens = [w.screen for w in wm.windows if w.screen is not None] if wm else []
+    for screen in screens:
+        for area in screen.areas:
+            if area.type == "IMAGE_EDITOR" and area.spaces.active.image == image:
+                return area.spaces.active.image_user
+    return None
+
+
+def photo_file(image, folder: str | os.PathLike) -> Path:
+    """A file on disk holding what Blender shows of the photo, for the engine (named after the photo's stem,
+    so the engine's outputs are too):
+
+    - the image's own file when the engine reads it as Blender shows it (PNG, JPEG without EXIF rotation,
+      TIFF, BMP, WebP) and it has no unsaved edits;
+    - its packed bytes, under the same condition;
+    - the frame an Image Editor shows (else the scene's frame) of an image sequence, under the same condition;
+    - otherwise Blender's pixels written as a PNG into ``folder`` (a job's work folder): EXR / HDR / TGA / DPX
+      files, JPEGs that carry an EXIF rotation, generated images, unsaved paint edits (``is_dirty``), movie
+      frames; float images pass through the sRGB transfer function;
+    - the Render Result / Viewer images: saved with the scene's colour management (``save_render``).
+    """
+    folder = Path(folder)
+    stem = safe_stem(image.name)
+    if image.type in {"RENDER_RESULT", "COMPOSITING"}:
+        target = folder / f"{stem}.png"
+        scene = bpy.context.scene
+        settings = scene.render.image_settings
+        saved = (settings.file_format, settings.color_mode, settings.color_depth)
+        try:
+            settings.file_format, settings.color_mode, settings.color_depth = "PNG", "RGB", "8"
+            image.save_render(str(target), scene=scene)
+        except RuntimeError as error:
+            raise ValueError(f"{image.name!r} has no pixels yet (render first): {error}") from None
+        finally:
+            settings.file_format, settings.color_mode, settings.color_depth = saved
+        return target
+    if not image.is_dirty:
+        if image.packed_file is not None:
+            suffix = Path(image.filepath).suffix or f".{image.file_format.lower()}"
+            data = image.packed_file.data
+            if image.source == "FILE" and engine_reads_as_shown(data, suffix):
+                target = folder / f"{stem}{suffix}"
+                target.write_bytes(data)
+                return target
+        elif image.source in {"FILE", "SEQUENCE"} and image.filepath:
+            user = _frame_user(image) if image.source == "SEQUENCE" else None
+            try:
+                name = image.filepath_from_user(image_user=user) if user is not None else image.filepath_from_user()
+            except TypeError:
+                name = image.filepath_from_user()
+            path = Path(bpy.path.abspath(name or image.filepath, library=image.library))
+            if path.is_file() and engine_reads_as_shown(path, path.suffix):
+                return path
+            if image.source == "SEQUENCE" and path.is_file():
+                frame = bpy.data.images.load(str(path), check_existing=False)  # that frame alone
+                try:
+                    frame.colorspace_settings.name = image.colorspace_settings.name
+                    return write_pixels_png(shown_pixels(frame), folder / f"{stem}.png")
+                finally:
+                    bpy.data.images.remove(frame)
+    return write_pixels_png(shown_pixels(image), folder / f"{stem}.png")
 
 
 def load_photo(path: str | os.PathLike):

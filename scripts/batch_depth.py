@@ -257,6 +257,7 @@ def build_blend(args, successes: list[tuple[Path, dict]], blend_path: Path) -> l
                 result.get("kind") or "inverse_depth",
                 {k: result.get(k) for k in ("net", "mode", "R")},
                 pack=args.pack,
+                expected_size=tuple(photo.size) if photo.size[0] and photo.size[1] else None,
             )
             scene = bpy.data.scenes.new(photo_path.stem)
             context = types.SimpleNamespace(scene=scene, collection=scene.collection)
