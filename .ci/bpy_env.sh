@@ -18,10 +18,19 @@ declare -A WHEELS=(
   [52]="bpy==5.2.3 numpy==2.5.5"
 )
 declare -A PYTHONS=(  # the CPython each bpy wheel is built for
-  [42]=python3.11
-  [50]=python3.11
-  [52]=python3.13
+  [42]=3.11
+  [50]=3.11
+  [52]=3.13
 )
+
+find_python() {  # find_python 3.13 -> a working python3.13: on PATH, else one that pyenv installed
+  local v=$1 candidate
+  for candidate in "python$v" $(command -v pyenv >/dev/null && ls -d "$(pyenv root)"/versions/"$v"*/bin/python"$v" 2>/dev/null | sort -V | tail -1); do
+    if "$candidate" -c "" 2>/dev/null; then echo "$candidate"; return; fi
+  done
+  echo "bpy_env: no Python $v found (install it, e.g. with pyenv)" >&2
+  return 1
+}
 LIBS=(libx11-6 libxrender1 libxfixes3 libxi6 libxkbcommon0 libsm6 libice6 libxext6 libgl1 libegl1 libegl-mesa0
       libgl1-mesa-dri)
 
@@ -52,6 +61,6 @@ PY
   fi
   echo "bpy_env: creating $venv ($spec)"
   rm -rf "$venv"
-  "${PYTHONS[$v]}" -m venv "$venv"
+  "$(find_python "${PYTHONS[$v]}")" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check $spec $PYTEST
 done
