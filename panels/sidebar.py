@@ -17,6 +17,7 @@ def draw_job(layout, context) -> bool:
         row = layout.row(align=True)
         row.progress(factor=state.fraction, text=f"{state.message or state.title}")
         row.operator("boost_depth.cancel", text="", icon="X")
+        layout.label(text=time_text(state.elapsed, state.eta), icon="TIME")
         return True
     if state.last_error:
         box = layout.box()
@@ -24,6 +25,17 @@ def draw_job(layout, context) -> bool:
         for i, line in enumerate(_wrap(state.last_error, 48)[:6]):
             col.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
     return False
+
+
+def format_seconds(value: float) -> str:
+    value = int(round(max(0.0, value)))
+    return f"{value // 60} min {value % 60:02d} s" if value >= 60 else f"{value} s"
+
+
+def time_text(elapsed: float, eta: float) -> str:
+    """'1 min 05 s elapsed, about 40 s left' (the left part once the engine can estimate it, eta >= 0)."""
+    text = f"{format_seconds(elapsed)} elapsed"
+    return text + (f", about {format_seconds(eta)} left" if eta >= 0 else "")
 
 
 def _wrap(text, width):
@@ -59,7 +71,11 @@ def draw_depth_info(layout, context):
         return
     kind = str(depth.get(images.KIND_KEY, "?")).replace("_", " ")
     extra = ", ".join(f"{k} {depth[f'depth_{k}']}" for k in ("net", "mode", "R") if f"depth_{k}" in depth)
-    layout.label(text=f"{depth.name}: {kind}" + (f" ({extra})" if extra else ""), icon="CHECKMARK")
+    partial = depth.get("depth_partial")
+    if partial and partial != "kept":
+        extra = f"{extra}, partial {partial}".lstrip(", ")
+    layout.label(text=f"{depth.name}: {kind}" + (f" ({extra})" if extra else ""),
+                 icon="CHECKMARK" if not partial else "SORTTIME")
 
 
 class DepthPanel:
@@ -84,6 +100,7 @@ class MainPanel(DepthPanel):
         col.prop(s, "save_files")
         if s.save_files:
             col.row().prop(s, "formats")
+        col.prop(s, "keep_partial")
         reason = estimate.estimate_blocker(context)
         row = layout.row()
         row.scale_y = 1.4
@@ -182,7 +199,9 @@ def draw_status(self, context):
     if not state.running:
         return
     row = self.layout.row(align=True)
-    row.progress(factor=state.fraction, text=f"{state.title}: {state.message}"[:80])
+    left = f", {format_seconds(state.eta)} left" if state.eta >= 0 else ""
+    row.progress(factor=state.fraction, text=f"{state.title}: {state.message} ({format_seconds(state.elapsed)}"
+                                             f"{left})"[:96])
     row.operator("boost_depth.cancel", text="", icon="X")
 
 

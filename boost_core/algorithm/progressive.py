@@ -70,11 +70,13 @@ class PartialPublisher:
 
     clock: the JobClock (its events are forwarded to its progress callback; its start is the job's start).
     interval: minimum seconds between intermediate maps; budget: cap on the share of the job's time spent here.
+    kind: the map's kind ("inverse_depth" / "depth"), put in the events when given.
     """
 
     def __init__(self, path: str | os.PathLike, clock: JobClock, image: str | None = None,
-                 interval: float = DEFAULT_INTERVAL, budget: float = DEFAULT_BUDGET):
+                 interval: float = DEFAULT_INTERVAL, budget: float = DEFAULT_BUDGET, kind: str | None = None):
         self.path = Path(path)
+        self.kind = kind
         self.clock = clock
         self.image = image
         self.interval = max(0.0, float(interval))
@@ -109,6 +111,8 @@ class PartialPublisher:
         if self.image is not None:
             event["image"] = self.image
         event.update({"path": str(self.path), "done": done, "of": of, "publish_s": round(self.last_cost, 4)})
+        if self.kind is not None:
+            event["kind"] = self.kind
         self.clock(event)
         return True
 

@@ -247,8 +247,10 @@ def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> 
     clock = JobClock(reporter.emit)
     publisher = None
     if (args.partial or args.partial_dir) and args.mode == "final":
+        from ..networks import registry
+
         publisher = PartialPublisher(partial_path(args.output, stem, args.partial_dir), clock,
-                                     interval=args.partial_interval)
+                                     interval=args.partial_interval, kind=registry.get(args.net).output_kind)
     rgb = read_image(path)
     result = boost(rgb, args.net, args.mode, args.max_res, networks=networks, device=device,
                    output_size=args.output_size, progress=clock, cancel=cancel, max_batch=args.batch,
