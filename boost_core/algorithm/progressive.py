@@ -35,7 +35,6 @@ class JobClock:
         self.now = now
         self.started = now()
         self._loop_start: float | None = None  # when the first patch group began
-        self._loop_done = 0  # patches merged when the rate was last measured
         self._per_patch: float | None = None
         self._total = 0
         self.eta: float | None = None  # seconds left, once measurable
