@@ -289,3 +289,23 @@ def test_final_replaces_the_partial_image_with_the_result(use_engine, synthetic_
     assert "depth_partial" not in final and final.packed_file is not None and final["depth_R"] == 384
     partials = [e for e in active.job.events if e["event"] == "partial"]
     assert [e["done"] for e in partials][0] == 0 and partials[-1]["done"] == partials[-1]["of"] == 1
+
+
+def test_the_panel_shows_elapsed_and_left(addon):
+    from unittest import mock
+
+    sidebar = ext("panels.sidebar")
+    assert sidebar.time_text(12.4, -1.0) == "12 s elapsed"
+    assert sidebar.time_text(75.0, 40.2) == "1 min 15 s elapsed, about 40 s left"
+    state = bpy.context.window_manager.boost_depth_job
+    state.running, state.elapsed, state.eta, state.message = True, 75.0, 40.0, "photo: 1/4"
+    try:
+        layout = mock.MagicMock()
+        assert sidebar.draw_job(layout, bpy.context)
+        layout.label.assert_called_with(text="1 min 15 s elapsed, about 40 s left", icon="TIME")
+        status = mock.MagicMock()
+        sidebar.draw_status(status, bpy.context)
+        text = status.layout.row.return_value.progress.call_args.kwargs["text"]
+        assert text.endswith("photo: 1/4 (1 min 15 s, 40 s left)"), text
+    finally:
+        state.running, state.elapsed, state.eta = False, 0.0, -1.0
