@@ -233,8 +233,11 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
             partial.update(event["path"], event.get("done", 0), event.get("of"), event.get("kind"))
             settings.redraw_all()
 
-        def abort(_job, _outcome):
-            partial.keep() if keep else partial.discard()
+        def abort(_job, _outcome):  # cancelled or failed: the scene as before, unless the user keeps the map
+            if keep:
+                partial.keep()
+            else:
+                partial.discard()
 
         try:
             running.start(context, job_request.job(), job_request.title,
