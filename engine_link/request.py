@@ -177,12 +177,15 @@ def resolve_mode(name: str, prefs) -> str:
 class EstimateRequest(EngineRequest):
     """An estimate of one photo. photo_name: the image datablock the depth image belongs to (for a file, its
     name); file_path: the photo file when estimating a file (loaded as an image on success); side_path: the
-    photo file next to which depth files are saved (None: not saved); formats: the user's formats for those."""
+    photo file next to which depth files are saved (None: not saved); formats: the user's formats for those.
+    Final mode asks the engine for intermediate maps (``--partial``); net and mode are the resolved ones."""
 
     photo_name: str = ""
     file_path: Path | None = None
     side_path: Path | None = None
     formats: list = field(default_factory=list)
+    net: str = ""
+    mode: str = ""
 
     @classmethod
     def build(cls, context, *, image: str = "", filepath: str = "", net: str = "", mode: str = "",
@@ -252,8 +255,9 @@ class EstimateRequest(EngineRequest):
             base_weights=bpy.path.abspath(base_weights) if base_weights else None,
             merge_weights=bpy.path.abspath(merge_weights) if merge_weights else None,
             models_dir=settings.models_dir(prefs),
+            partial=mode == "final",  # intermediate maps: the depth image appears and refreshes while it runs
         )
         python, deps = engine_python(prefs)
         env = engine_process.engine_environment(deps, extension_dir=settings.EXTENSION_DIR)
         return cls(python, env, arguments, workdir, f"Depth of {photo_name}", warnings, photo_name=photo_name,
-                   file_path=path, side_path=side_path, formats=sorted(formats))
+                   file_path=path, side_path=side_path, formats=sorted(formats), net=net, mode=mode)

@@ -6,6 +6,12 @@
 ``on_success`` on the main thread, so the scene only changes when a job succeeds. Cancel terminates the child
 (then kills it after a grace period); a failed or crashed child leaves its message in ``last_error`` and in
 Blender's console, and Blender carries on.
+
+Progressive results: a job may pass ``on_partial(job, event)``, called on the main thread for the newest
+intermediate map (the engine's ``partial`` event; older ones that arrived in the same poll are skipped), and
+``on_abort(job, outcome)``, called when it ends without success (cancelled or failed) to undo what
+``on_partial`` showed, or keep it when the user asked. The panel shows ``elapsed`` (seconds since the child
+started) and ``eta`` (the engine's estimate of the seconds left; -1 while it has none).
 """
 
 import atexit
@@ -27,8 +33,12 @@ class ActiveJob:
     (main thread; may raise to report a failure). cleanup: folders removed when the job ends.
     """
 
-    def __init__(self, job, title: str, on_success=None, cleanup=(), undo_message: str = ""):
+    def __init__(self, job, title: str, on_success=None, cleanup=(), undo_message: str = "", on_partial=None,
+                 on_abort=None):
         self.job = job
+        self.on_partial = on_partial
+        self.on_abort = on_abort
+        self.partials_seen = 0
         self.title = title
         self.on_success = on_success
         self.cleanup = list(cleanup)
@@ -58,7 +68,8 @@ def running() -> bool:
 
 
 def start(
-    context, job, title: str, *, on_success=None, cleanup=(), undo_message: str = "", timer: bool = True
+    context, job, title: str, *, on_success=None, cleanup=(), undo_message: str = "", timer: bool = True,
+    on_partial=None, on_abort=None,
 ):
     """Start ``job`` as the active job. Raises RuntimeError if another runs, OSError if it cannot start
     (the cleanup folders are removed then)."""
@@ -70,10 +81,12 @@ def start(
     except OSError:
         remove_folders(cleanup)
         raise
-    _active = ActiveJob(job, title, on_success, cleanup, undo_message)
+    _active = ActiveJob(job, title, on_success, cleanup, undo_message, on_partial, on_abort)
     state = context.window_manager.boost_depth_job
     state.running = True
     state.fraction = 0.0
+    state.elapsed = 0.0
+    state.eta = -1.0
     state.title = title
     state.message = job.message
     state.last_error = ""
@@ -100,6 +113,17 @@ def tick():
     state = bpy.context.window_manager.boost_depth_job
     state.fraction = a.job.fraction
     state.message = a.job.message
+    state.elapsed = a.job.elapsed
+    eta = getattr(a.job, "eta", None)
+    state.eta = -1.0 if eta is None else eta
+    count = getattr(a.job, "partial_count", 0)
+    if count > a.partials_seen and not a.job.finished:
+        a.partials_seen = count
+        if a.on_partial is not None and a.job.state == "running" and not getattr(a.job, "_cancel_requested", False):
+            try:
+                a.on_partial(a.job, a.job.partial)
+            except Exception:  # noqa: BLE001 - a map that cannot be shown must not stop the job
+                traceback.print_exc()
     if a.job.finished:
         _finalize(a)
         return None
@@ -138,6 +162,11 @@ def _finalize(a: ActiveJob) -> None:
     elif outcome == "failed":
         error = f"{a.title}: {job.error_summary()}"
         print("Boost Depth:", job.error_report())
+    if outcome != "succeeded" and a.on_abort is not None:
+        try:
+            a.on_abort(job, outcome)
+        except Exception:  # noqa: BLE001
+            traceback.print_exc()
     a.outcome, a.error = outcome, error
     state.running = False
     state.fraction = 1.0 if outcome == "succeeded" else state.fraction

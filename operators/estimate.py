@@ -126,6 +126,13 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         name="Formats", items=FORMAT_ITEMS, options={"ENUM_FLAG", "SKIP_SAVE"}, default={"exr"}
     )
     save_files: BoolProperty(name="Save Next to Photo", default=False, options={"SKIP_SAVE"})
+    keep_partial: BoolProperty(
+        name="Keep Partial Depth on Cancel",
+        description="Final mode shows the depth image while it is estimated; when cancelled, keep it as far as it "
+        "got (default: remove it, the scene stays as it was)",
+        default=False,
+        options={"SKIP_SAVE"},
+    )
     base_weights: StringProperty(
         name="Base Weights",
         subtype="FILE_PATH",
@@ -153,7 +160,7 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
 
     def _fill_from_settings(self, context):
         s = context.scene.boost_depth
-        for name in ("net", "mode", "max_res", "formats", "save_files"):
+        for name in ("net", "mode", "max_res", "formats", "save_files", "keep_partial"):
             if not self.properties.is_property_set(name):
                 setattr(self, name, getattr(s, name))
         if not self.image and not self.filepath:
@@ -229,10 +236,25 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
             return {"CANCELLED"}
         for warning in job_request.warnings:
             self.report({"WARNING"}, warning)
+        partial = images.PartialDepth(job_request.photo_name, properties={
+            "net": job_request.net, "mode": job_request.mode})
+        keep = self.keep_partial
+
+        def show_partial(_job, event):
+            partial.update(event["path"], event.get("done", 0), event.get("of"), event.get("kind"))
+            settings.redraw_all()
+
+        def abort(_job, _outcome):  # cancelled or failed: the scene as before, unless the user keeps the map
+            if keep:
+                partial.keep()
+            else:
+                partial.discard()
+
         try:
             running.start(context, job_request.job(), job_request.title,
-                          on_success=lambda done_job: apply_result(done_job, job_request),
-                          cleanup=[job_request.workdir], undo_message="Estimate Depth")
+                          on_success=lambda done_job: apply_result(done_job, job_request, partial),
+                          cleanup=[job_request.workdir], undo_message="Estimate Depth",
+                          on_partial=show_partial, on_abort=abort)
         except OSError as error:
             self.report({"ERROR"}, f"Cannot start the depth engine with {job_request.python}: {error}. Check the "
                                    "Python interpreter in Preferences > Add-ons > Boost Depth")
@@ -240,8 +262,9 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
 
-def apply_result(job, job_request) -> None:
-    """Main thread, after success: the depth image datablock (and files next to the photo)."""
+def apply_result(job, job_request, partial=None) -> None:
+    """Main thread, after success: the depth image datablock (and files next to the photo). ``partial``: the
+    images.PartialDepth shown while the job ran; the final image replaces it (one undo step, pushed after)."""
     photo_name, file_path = job_request.photo_name, job_request.file_path
     side_path, formats = job_request.side_path, job_request.formats
     if not job.results:
@@ -256,16 +279,20 @@ def apply_result(job, job_request) -> None:
     elif bpy.data.images.get(photo_name) is None:
         raise RuntimeError(f"the photo {photo_name!r} was removed while its depth was estimated")
     props = {k: result.get(k) for k in ("net", "mode", "R", "factor")}
+    if partial is not None and partial.image_name not in (None, images.depth_image_name(photo_name)):
+        partial.discard()  # not the name the final image takes over (a file's photo, an older depth's name)
     photo = bpy.data.images.get(photo_name)
     size = tuple(photo.size) if photo is not None and photo.size[0] and photo.size[1] else None
     images.load_depth_image(outputs["exr"], photo_name, result.get("kind") or "inverse_depth", props,
                             expected_size=size)
+    if partial is not None:
+        partial.finish()
     if side_path is not None and formats:
         side_outputs(outputs, side_path, formats)
 
 
 class BOOST_DEPTH_OT_cancel(bpy.types.Operator):
-    """Stop the running depth job; the scene stays as it was"""
+    """Stop the running depth job; the scene stays as it was (unless Keep Partial Depth on Cancel is on)"""
 
     bl_idname = "boost_depth.cancel"
     bl_label = "Cancel Depth Job"

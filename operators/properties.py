@@ -209,6 +209,12 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
         default=False,
         description="Also write the depth files next to the photo (never over it)",
     )
+    keep_partial: BoolProperty(
+        name="Keep Partial Depth on Cancel",
+        default=False,
+        description="When a Final estimate is cancelled (or fails), keep the depth image as far as it got "
+        "instead of putting the scene back as it was",
+    )
     relief: FloatProperty(
         name="Relief",
         description="Displacement of the nearest point (displaced plane)",
@@ -239,6 +245,9 @@ class BOOST_DEPTH_PG_job(bpy.types.PropertyGroup):
     title: StringProperty(name="Job", default="")
     message: StringProperty(name="Status", default="")
     last_error: StringProperty(name="Last Error", default="")
+    elapsed: FloatProperty(name="Elapsed", description="Seconds since the job started", default=0.0)
+    eta: FloatProperty(name="Left", description="Seconds left, estimated by the engine (-1: not known yet)",
+                       default=-1.0)
 
 
 classes = (BOOST_DEPTH_PG_settings, BOOST_DEPTH_PG_job)

@@ -34,12 +34,24 @@ def draw_job(layout, context) -> bool:
         row = layout.row(align=True)
         row.progress(factor=state.fraction, text=f"{state.message or state.title}")
         row.operator("boost_depth.cancel", text="", icon="X")
+        layout.label(text=time_text(state.elapsed, state.eta), icon="TIME")
         return True
     if state.last_error:
         box = layout.box()
         col = box.column(align=True)
         _lines(col, state.last_error, line_chars(context), "ERROR", 6)
     return False
+
+
+def format_seconds(value: float) -> str:
+    value = int(round(max(0.0, value)))
+    return f"{value // 60} min {value % 60:02d} s" if value >= 60 else f"{value} s"
+
+
+def time_text(elapsed: float, eta: float) -> str:
+    """'1 min 05 s elapsed, about 40 s left' (the left part once the engine can estimate it, eta >= 0)."""
+    text = f"{format_seconds(elapsed)} elapsed"
+    return text + (f", about {format_seconds(eta)} left" if eta >= 0 else "")
 
 
 def _wrap(text, width):
@@ -117,9 +129,13 @@ def draw_depth_info(layout, context):
     kind = str(depth.get(images.KIND_KEY, "?")).replace("_", " ")
     extra = [str(depth[f"depth_{k}"]) if k != "R" else f"R {depth['depth_R']}"
              for k in ("net", "mode", "R") if f"depth_{k}" in depth]
+    partial = depth.get("depth_partial")
+    if partial and partial != "kept":
+        extra.append(f"partial {partial}")
     width = line_chars(context)
     col = layout.column(align=True)
-    _lines(col, depth.name, width, "CHECKMARK", 2)  # the name on its own line(s), then what it holds
+    # the name on its own line(s), then what it holds
+    _lines(col, depth.name, width, "CHECKMARK" if not partial else "SORTTIME", 2)
     _lines(col, " · ".join([kind, *extra]), width, "BLANK1", 3)
 
 
@@ -159,6 +175,7 @@ class MainPanel(DepthPanel):
         col.prop(s, "save_files")
         if s.save_files:
             col.row().prop(s, "formats")
+        col.prop(s, "keep_partial")
         reason = estimate.estimate_blocker(context)
         row = layout.row()
         row.scale_y = 1.4
@@ -256,7 +273,9 @@ def draw_status(self, context):
         return
     row = self.layout.row(align=True)
     row.ui_units_x = 16  # room for the job's title and message (the status bar gives a progress bar ~4 units)
-    row.progress(factor=state.fraction, text=f"{state.title}: {state.message}"[:80])
+    left = f", {format_seconds(state.eta)} left" if state.eta >= 0 else ""
+    row.progress(factor=state.fraction, text=f"{state.title}: {state.message} ({format_seconds(state.elapsed)}"
+                                             f"{left})"[:96])
     row.operator("boost_depth.cancel", text="", icon="X")
 
 

@@ -343,3 +343,117 @@ def load_photo(path: str | os.PathLike):
         return bpy.data.images.load(str(path), check_existing=True)
     except RuntimeError as error:
         raise ValueError(f"cannot read photo {path}: {error}") from None
+
+
+def _file_pixels(path: str | os.PathLike):
+    """((width, height), flat float32 RGBA pixels) of an image file, read by Blender (as load_depth_image does)."""
+    path = str(path)
+    try:
+        temp = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError as error:
+        raise ValueError(f"cannot read depth map {path}: {error}") from None
+    try:
+        mark_as_data(temp)
+        temp.alpha_mode = "NONE"
+        size = tuple(temp.size)
+        if 0 in size or temp.channels != 4:
+            raise ValueError(f"cannot read depth map {path}: Blender found no pixels in it")
+        pixels = np.empty(size[0] * size[1] * 4, dtype=np.float32)
+        temp_pixels: typing.Any = temp.pixels  # the stubs type it as a float; it is a bpy_prop_array
+        temp_pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(temp)
+    return size, pixels
+
+
+class PartialDepth:
+    """The depth image ``<photo> depth`` shown while an estimate runs, refreshed from the engine's intermediate maps.
+
+    The first ``update`` creates the image (float, Non-Color, with the depth properties and ``depth_partial`` =
+    "k/n") or, when the photo already has a depth image, writes the new pixels into it (its packed file or file
+    stays as it was until the job ends). ``discard()`` puts the scene back as it was (removes the created image;
+    reloads the old one from its packed data / file, or restores its pixels); ``keep()`` packs the partial map so
+    it survives the job's temporary folder. ``finish()``: the final result replaced it (nothing to undo).
+    """
+
+    def __init__(self, photo_name: str, kind: str = "inverse_depth", properties: dict | None = None):
+        self.photo_name = photo_name
+        self.kind = kind
+        self.properties = dict(properties or {})
+        self.image_name: str | None = None  # the image being updated
+        self.created = False
+        self._backup: tuple | None = None  # (size, pixels) of an old image that cannot be reloaded
+        self.updates = 0
+
+    def image(self):
+        return bpy.data.images.get(self.image_name) if self.image_name else None
+
+    def update(self, path: str | os.PathLike, done: int = 0, of: int | None = None, kind: str | None = None):
+        """Show the map in ``path`` (an EXR the engine wrote) as the photo's depth image. Returns the Image."""
+        size, pixels = _file_pixels(path)
+        image = self.image()
+        if image is None:
+            photo = bpy.data.images.get(self.photo_name)
+            old: typing.Any = (find_depth_image(photo) if photo is not None
+                               else bpy.data.images.get(depth_image_name(self.photo_name)))
+            if is_depth_image(old):
+                image, self.created = old, False
+                reloadable = old.packed_file is not None or (
+                    old.source == "FILE" and os.path.isfile(bpy.path.abspath(old.filepath)))
+                if not reloadable and old.size[0] and old.size[1]:
+                    backup = np.empty(len(old.pixels), dtype=np.float32)
+                    old.pixels.foreach_get(backup)
+                    self._backup = (tuple(old.size), backup)
+            else:
+                image = bpy.data.images.new(depth_image_name(self.photo_name), size[0], size[1], alpha=False,
+                                            float_buffer=True, is_data=True)
+                mark_as_data(image)
+                image.alpha_mode = "NONE"
+                image.use_fake_user = True
+                image[KIND_KEY] = kind or self.kind
+                image[SOURCE_KEY] = self.photo_name
+                for key, value in self.properties.items():
+                    if value is not None:
+                        image[f"depth_{key}"] = value
+                self.created = True
+            self.image_name = image.name
+        if tuple(image.size) != size:
+            image.scale(*size)
+        image.pixels.foreach_set(pixels)
+        image.update()
+        if self.created:
+            image["depth_partial"] = f"{done}/{of}" if of is not None else f"{done}/?"
+        self.updates += 1
+        return image
+
+    def discard(self) -> None:
+        """Put the scene back as it was before the first update."""
+        image = self.image()
+        self.image_name = None
+        if image is None:
+            return
+        if self.created:
+            bpy.data.images.remove(image)
+        elif self._backup is not None:
+            size, pixels = self._backup
+            if tuple(image.size) != size:
+                image.scale(*size)
+            image.pixels.foreach_set(pixels)
+            image.update()
+        else:
+            image.reload()
+
+    def keep(self) -> None:
+        """Keep the partial map (cancelled job, the user asked to): packed as EXR, so it outlives the job."""
+        image = self.image()
+        self.image_name = None
+        if image is None:
+            return
+        image.file_format = "OPEN_EXR"
+        image.pack()
+        if not self.created:
+            image["depth_partial"] = "kept"
+
+    def finish(self) -> None:
+        """The final result replaced the image (load_depth_image removed it): forget it."""
+        self.image_name = None

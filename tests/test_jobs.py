@@ -291,3 +291,40 @@ def test_kill_stops_the_child_at_once():
     job.kill()
     assert job.wait(timeout=20) == jobs.CANCELLED
     assert not alive(pid) and job.returncode == -signal.SIGKILL
+
+
+def test_partial_events_and_the_engine_clock_are_read():
+    events = [
+        {"event": "start", "image": "a.png", "index": 0, "total": 1},
+        {"event": "stage", "image": "a.png", "stage": "whole_image", "elapsed_s": 0.1},
+        {"event": "progress", "image": "a.png", "stage": "whole_image", "step": 1, "steps": 3, "fraction": 0.3333,
+         "elapsed_s": 2.0},
+        {"event": "partial", "image": "a.png", "path": "/x/.partial/a.exr", "done": 0, "of": None, "elapsed_s": 6.0},
+        {"event": "progress", "image": "a.png", "done": 0, "of": 2, "fraction": 0.0, "elapsed_s": 6.5},
+        {"event": "progress", "image": "a.png", "done": 1, "of": 2, "fraction": 0.5, "elapsed_s": 12.5,
+         "eta_s": 6.0},
+        {"event": "partial", "image": "a.png", "path": "/x/.partial/a.exr", "done": 1, "of": 2, "elapsed_s": 12.6,
+         "eta_s": 6.0},
+    ]
+    job = child(emit_lines(events)).start()
+    seen = []
+    job.wait(30, on_events=lambda j, new: seen.append((j.partial_count, j.eta, j.message)))
+    assert job.state == jobs.SUCCEEDED
+    assert job.partial == events[-1] and job.partial_count == 2
+    assert job.engine_elapsed == 12.6 and job.eta == 6.0
+    args = jobs.estimate_arguments(["p.png"], net="midas_v2", mode="final", output="/o", partial=True,
+                                   partial_interval=2)
+    assert args[-3:] == ["--partial", "--partial-interval", "2"]
+    assert "--partial" not in jobs.estimate_arguments(["p.png"], net="midas_v2", mode="final", output="/o")
+
+
+def test_whole_image_sub_steps_show_in_the_message():
+    job = jobs.EngineJob(["true"])
+    job._handle({"event": "start", "image": "a.png", "index": 0, "total": 1})
+    job._handle({"event": "stage", "image": "a.png", "stage": "whole_image"})
+    job._handle({"event": "progress", "image": "a.png", "stage": "whole_image", "step": 2, "steps": 3,
+                 "fraction": 0.6667, "elapsed_s": 4.0})
+    assert job.message == "a.png: whole image 2/3"
+    assert job.eta is None and job.engine_elapsed == 4.0
+    start, end = jobs.STAGE_START["whole_image"], jobs.STAGE_START["patches"]
+    assert job.fraction == pytest.approx(start + (end - start) * 0.6667)

@@ -7,4 +7,5 @@
 * ``merging``: aligning a patch estimate to the base, feathered blending, cubic resizes (§5).
 * ``local_boosting``: Final's loop over the patches (one at a time or batched) on a ``PatchCanvas``.
 * ``pipeline``: ``boost(image, net, mode, ...)`` end to end, reading like the paper; ``load_networks``.
+* ``progressive``: the job clock (``elapsed_s`` / ``eta_s`` on events) and Final's intermediate maps.
 """

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import merging, patches
 from .depth_networks import MERGE_SIZE, DepthNetworks, chunks, default_max_batch
-from .double_estimation import double_estimates
+from .double_estimation import STEPS, double_estimates
 
 
 @dataclass
@@ -74,6 +74,12 @@ class PatchCanvas:
         resized to the rect) into the accumulator at ``rect`` (x, y, w, h)."""
         merging.blend_into(self.depth, rect, aligned, self.masks(aligned.shape))
 
+    def output_map(self, output_size: str) -> np.ndarray:
+        """The accumulator as it stands, at the output size (the input's for "input"): what ``finish`` returns,
+        for intermediate maps."""
+        return (merging.resize_cubic(self.depth, (self.height, self.width)) if output_size == "input"
+                else self.depth.copy())
+
     def finish(self, result, output_size: str, report) -> None:
         """Set ``result.depth`` (resized to the input for output_size "input") and ``result.boosted``, or warn
         that no patch qualified (the result stays the R20 one)."""
@@ -87,14 +93,21 @@ class PatchCanvas:
             result.warnings.append("no patch qualified for local boosting (R20 result)")
 
 
+GROUP_STEPS = STEPS + 1  # a patch group's sub-steps: the double estimate's three, then merge and blend
+
+
 def local_boost(result, rgb: np.ndarray, networks: DepthNetworks, max_res: float, output_size: str, report, lap, *,
-                max_batch: int | None = None) -> None:
+                max_batch: int | None = None, partial=None) -> None:
     """Final mode on ``result`` (whose R, factor and whole_estimate are set): sets ``result.depth``,
     ``target_shape``, ``patches`` and ``boosted``.
 
     rgb: float64 (H, W, 3) in [0, 1]. max_res: cap on the target's long side (px). report: progress callback
     (stage "patches", then {"event": "progress", "done", "of", "fraction"} per group of patches). lap(stage):
     timing callback. max_batch: patches per forward (None: ``default_max_batch`` for the device; 1: one at a time).
+    Inside each group, sub-step events {"event": "progress", "stage": "patches", "step", "steps", "fraction"} keep
+    the report alive between the per-group events (a group of patches is several network passes).
+    partial(depth_fn, done, of, force=False): offered the canvas at the output size after each group (it decides
+    whether to publish) and, forced, the finished map; see ``progressive.PartialPublisher``.
     """
     max_batch = default_max_batch(networks.device) if max_batch is None else max(1, max_batch)
     rf = networks.net.receptive_field
@@ -103,17 +116,29 @@ def local_boost(result, rgb: np.ndarray, networks: DepthNetworks, max_res: float
     done = 0
     for group in chunks(canvas.selected, max_batch):
         report({"event": "progress", "done": done, "of": total, "fraction": done / total})
+
+        def step(i, done=done, size=len(group)):
+            report({"event": "progress", "stage": "patches", "step": i, "steps": GROUP_STEPS,
+                    "fraction": round((done + size * i / GROUP_STEPS) / total, 4)})
+
         rects = [canvas.rect(patch) for patch in group]
         crops = [canvas.rgb[y:y + h, x:x + w] for x, y, w, h in rects]
         base_crops = [canvas.base[y:y + h, x:x + w] for x, y, w, h in rects]  # the untouched R20 base
-        estimates = double_estimates(networks, crops, rf, 2 * rf, max_batch)  # (1024, 1024) each
+        estimates = double_estimates(networks, crops, rf, 2 * rf, max_batch, on_step=step)  # (1024, 1024) each
         bases_1024 = [merging.resize_cubic(crop, (MERGE_SIZE,) * 2) for crop in base_crops]
         merged = networks.merges(bases_1024, estimates, max_batch)
         for rect, crop, one, base_1024 in zip(rects, base_crops, merged, bases_1024):
             canvas.blend(rect, merging.resize_cubic(merging.align_to_base(one, base_1024), crop.shape))
+        step(GROUP_STEPS)
         done += len(group)
         lap("patch_merge")
+        if partial is not None and done < total:
+            partial(lambda: canvas.output_map(output_size), done, total)
+            lap("partial")
     canvas.finish(result, output_size, report)
+    if partial is not None and canvas.selected:
+        partial(lambda: result.depth, total, total, force=True)
+        lap("partial")
 
 
 __all__ = ["PatchCanvas", "local_boost"]

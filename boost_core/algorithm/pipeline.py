@@ -19,8 +19,9 @@ import numpy as np
 
 from . import merging, patches, resolution
 from .depth_networks import MERGE_SIZE, Cancelled, DepthNetworks
-from .double_estimation import double_estimate
+from .double_estimation import STEPS, double_estimate
 from .local_boosting import local_boost
+from .progressive import JobClock
 
 MODES = ("single", "r0", "r20", "final")
 OUTPUT_SIZES = ("input", "full")
@@ -106,14 +107,21 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
           base_weights: str | Path | None = None, merge_weights: str | Path | None = None,
           models_dir: str | Path | None = None, device: str = "cpu", output_size: str = "input",
           progress: Callable[[dict], None] | None = None, cancel=None,
-          networks: DepthNetworks | None = None, max_batch: int | None = None) -> BoostResult:
+          networks: DepthNetworks | None = None, max_batch: int | None = None, partial=None) -> BoostResult:
     """Boosted relative depth of one photo.
 
     image: (H, W, 3) RGB, float in [0, 1] (float64 gives bit-parity with the reference) or uint8/uint16.
     mode: "r0", "r20" or "final". max_res: cap on the long side of the boosted target (px; None = no cap).
     base_weights / merge_weights: checkpoint paths; when None they are located in the models folder.
     networks: already loaded networks (reused across images of one job; takes precedence over the paths).
-    progress: called with {"event": "stage", "stage": ...} and {"event": "progress", "done", "of", "fraction"}.
+    progress: called with {"event": "stage", "stage": ...}, {"event": "progress", "done", "of", "fraction"} (one per
+        patch group) and sub-step events {"event": "progress", "stage", "step", "steps", "fraction"} (inside the
+        whole-image stage and inside each patch group); every event carries ``elapsed_s`` (since the call) and,
+        once measurable, ``eta_s`` (see ``progressive.JobClock``).
+    partial: Final mode's intermediate maps: a ``progressive.PartialPublisher`` (or any callable
+        ``partial(depth_fn, done, of, force=False)``) given the whole-image map (done 0, of None) and the canvas
+        as patches are merged (at the output size); it decides whether to compute and publish. The result is the
+        same with or without it.
     cancel: an object with ``is_set()`` (threading.Event); checked between network calls -> Cancelled.
     max_batch: patches per batched network call in Final: 1 is one patch at a time (the reference's schedule);
         >1 batches the patches' forwards (same numbers per patch to float32 rounding); None (default) picks
@@ -128,7 +136,7 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
     if max_res <= 0:
         raise InputError(f"max_res must be positive, got {max_res}")
     rgb = as_rgb_float(image)
-    report = progress or (lambda event: None)
+    report = progress if isinstance(progress, JobClock) else JobClock(progress)
 
     if networks is None:
         networks = load_networks(net, base_weights, merge_weights, models_dir=models_dir, device=device,
@@ -164,7 +172,8 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
     lap("resolution_search")
 
     report({"event": "stage", "stage": "whole_image"})
-    whole = double_estimate(networks, rgb, rf, choice.R)
+    whole = double_estimate(networks, rgb, rf, choice.R, on_step=lambda i: report({
+        "event": "progress", "stage": "whole_image", "step": i, "steps": STEPS, "fraction": round(i / STEPS, 4)}))
     lap("whole_image")
     result = BoostResult(depth=whole, kind=spec.output_kind, net=spec.name, mode=mode, R=choice.R,
                          patch_scale=choice.patch_scale, whole_estimate=whole, timings=timings)
@@ -174,7 +183,11 @@ def boost(image: np.ndarray, net: str = "midas_v2", mode: str = "final", max_res
         if max_res < choice.R:
             result.warnings.append(f"max_res {max_res:g} < R {choice.R}: local boosting skipped (R20 result)")
         else:
-            local_boost(result, rgb, networks, max_res, output_size, report, lap, max_batch=max_batch)
+            if partial is not None:  # the first depth the user sees: the whole-image estimate
+                partial(lambda: _whole_to_output(whole, rgb.shape[:2], choice.R, output_size), 0, None, force=True)
+                lap("partial")
+            local_boost(result, rgb, networks, max_res, output_size, report, lap, max_batch=max_batch,
+                        partial=partial)
     if not result.boosted:
         result.depth = _whole_to_output(whole, rgb.shape[:2], choice.R, output_size)
     lap("output")

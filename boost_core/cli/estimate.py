@@ -1,8 +1,11 @@
 """The estimate command: ``python -m boost_core IMAGE [IMAGE ...] --net ... --mode ... --output DIR``.
 
 With ``--progress json`` stdout carries only JSON objects, one per line (the protocol the Blender extension
-reads: start / stage / progress / result / error / done, the last with the job's peak memory: ``peak_rss_mib``
-and, on CUDA, ``cuda_peak_mib``); human-readable messages go to stderr.
+reads: start / stage / progress / partial / result / error / done, the last with the job's peak memory:
+``peak_rss_mib`` and, on CUDA, ``cuda_peak_mib``); human-readable messages go to stderr. Stage, progress and
+partial events carry ``elapsed_s`` (seconds since the image started) and, once measurable, ``eta_s``.
+``--partial`` (final mode) publishes intermediate maps: ``{"event": "partial", "image", "path", "done": k,
+"of": n}`` with k = patches merged so far (0 and of = null for the whole-image map; the last has k = n).
 Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (weights, device), 130 cancelled.
 
 Every output name is planned before any work (``plan_job``): an output that is an input of the job, two images
@@ -26,6 +29,7 @@ from pathlib import Path
 from ..host import peak_memory
 from ..host.devices import resolve_device
 from ..host.signals import terminate_as_interrupt
+from ..algorithm.progressive import DEFAULT_INTERVAL
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -70,6 +74,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--progress", choices=("auto", "bar", "json", "none"), default="auto",
                         help="auto: a bar on a terminal; json: JSON lines on stdout")
+    parser.add_argument("--partial", action="store_true",
+                        help="final mode: publish intermediate depth maps while patches are merged (the "
+                             "whole-image map first, then the canvas at most every --partial-interval seconds, "
+                             "float32 EXR written atomically; a 'partial' event each with --progress json). Off "
+                             "by default; the result is the same either way")
+    parser.add_argument("--partial-dir", type=Path, default=None,
+                        help="folder for the intermediate maps <stem>.exr (default OUTPUT/.partial; implies "
+                             "--partial)")
+    parser.add_argument("--partial-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
+                        help=f"minimum seconds between intermediate maps (default {DEFAULT_INTERVAL:g}); "
+                             "publishing never takes more than 3%% of the job's time")
     return parser
 
 
@@ -117,6 +132,8 @@ class Reporter:
             style = "bar" if sys.stderr.isatty() else "none"
         self.style = style
         self.image = None
+        self._stage = ""
+        self._count = ""
 
     def emit(self, event: dict) -> None:
         if self.image is not None and "image" not in event and event["event"] not in ("done",):
@@ -136,17 +153,39 @@ class Reporter:
 
     def _bar(self, event: dict) -> None:
         kind = event["event"]
+        name = Path(event.get("image") or "").name
         if kind == "stage":
-            sys.stderr.write(f"\r\033[K{Path(event.get('image', '')).name}: {event['stage'].replace('_', ' ')}")
+            self._stage = event["stage"].replace("_", " ")
+            sys.stderr.write(f"\r\033[K{name}: {self._stage}{_times(event)}")
         elif kind == "progress":
             width = 30
-            filled = int(width * event["fraction"])
-            sys.stderr.write(f"\r\033[K{Path(event.get('image', '')).name}: patches "
-                             f"[{'#' * filled}{'.' * (width - filled)}] {event['done']}/{event['of']}")
+            filled = int(width * min(max(float(event.get("fraction") or 0.0), 0.0), 1.0))
+            if "done" in event:
+                self._count = f" {event['done']}/{event['of']}"
+            elif event.get("stage") == "whole_image":
+                self._count = f" step {event['step']}/{event['steps']}"
+            stage = "patches" if event.get("stage", "patches") == "patches" else event["stage"].replace("_", " ")
+            sys.stderr.write(f"\r\033[K{name}: {stage} [{'#' * filled}{'.' * (width - filled)}]"
+                             f"{self._count}{_times(event)}")
         elif kind == "result":
             sys.stderr.write(f"\r\033[K{Path(event['image']).name}: done (R={event['R']}) -> "
                              f"{', '.join(str(p) for p in event['outputs'].values())}\n")
         sys.stderr.flush()
+
+
+def _times(event: dict) -> str:
+    """'  12 s elapsed, ~40 s left' for the bar (the left part only once the engine can estimate it)."""
+    if "elapsed_s" not in event:
+        return ""
+    text = f"  {_seconds(event['elapsed_s'])} elapsed"
+    if event.get("eta_s") is not None:
+        text += f", ~{_seconds(event['eta_s'])} left"
+    return text
+
+
+def _seconds(value: float) -> str:
+    value = int(round(float(value)))
+    return f"{value // 60} min {value % 60:02d} s" if value >= 60 else f"{value} s"
 
 
 def estimate_main(argv: list[str]) -> int:
@@ -294,21 +333,31 @@ def _setup(args):
 def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> None:
     from ..image_io import output_paths, read_image, write_depth_files
     from ..algorithm.pipeline import boost
+    from ..algorithm.progressive import JobClock, PartialPublisher, partial_path
 
     paths = output_paths(stem, args.output, args.format)
     for target in paths.values():
         if os.path.lexists(target) and not args.overwrite:
             raise FileExistsError(f"{target} already exists; pass --overwrite to replace it, or pick another --output")
     start = time.perf_counter()
+    clock = JobClock(reporter.emit)
+    publisher = None
+    if (args.partial or args.partial_dir) and args.mode == "final":
+        from ..networks import registry
+
+        publisher = PartialPublisher(partial_path(args.output, stem, args.partial_dir), clock,
+                                     interval=args.partial_interval, kind=registry.get(args.net).output_kind)
     decoder_warnings: list[str] = []
     rgb = read_image(path, warnings=decoder_warnings)
     result = boost(rgb, args.net, args.mode, args.max_res, networks=networks, device=device,
-                   output_size=args.output_size, progress=reporter.emit, cancel=cancel, max_batch=args.batch)
-    reporter.emit({"event": "stage", "stage": "writing"})
+                   output_size=args.output_size, progress=clock, cancel=cancel, max_batch=args.batch,
+                   partial=publisher)
+    clock({"event": "stage", "stage": "writing"})
     written = write_depth_files(result.depth, paths)
     reporter.emit({
         "event": "result", "outputs": {fmt: str(p) for fmt, p in written.items()}, "R": result.R,
         "factor": result.factor, "kind": result.kind, "net": result.net, "mode": result.mode,
         "shape": list(result.depth.shape), "patches": len(result.patches), "boosted": result.boosted,
         "warnings": decoder_warnings + list(result.warnings), "seconds": round(time.perf_counter() - start, 3),
+        "elapsed_s": round(clock.elapsed, 3),
     })

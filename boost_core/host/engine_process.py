@@ -24,7 +24,6 @@ import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -82,8 +81,11 @@ def estimate_arguments(
     base_weights: str | os.PathLike | None = None,
     merge_weights: str | os.PathLike | None = None,
     models_dir: str | os.PathLike | None = None,
+    partial: bool = False,
+    partial_interval: float | None = None,
 ) -> list[str]:
-    """Command-line arguments of ``python -m boost_core`` for an estimate with JSON-lines progress."""
+    """Command-line arguments of ``python -m boost_core`` for an estimate with JSON-lines progress (``partial``:
+    intermediate maps in final mode, at most every ``partial_interval`` seconds)."""
     args = [str(p) for p in images]
     args += ["--net", net, "--mode", mode, "--output", str(output), "--device", device]
     args += ["--format", ",".join(formats), "--progress", "json"]
@@ -95,6 +97,10 @@ def estimate_arguments(
         args += ["--merge-weights", str(merge_weights)]
     if models_dir:
         args += ["--models-dir", str(models_dir)]
+    if partial:
+        args += ["--partial"]
+        if partial_interval is not None:
+            args += ["--partial-interval", f"{float(partial_interval):g}"]
     return args
 
 
@@ -112,6 +118,9 @@ class EngineJob:
     After ``start()``, call ``poll()`` regularly (it never blocks) or ``wait()``; read ``state``, ``fraction``
     (0..1 over all images), ``message`` (one line for a status bar), ``results`` / ``errors`` (the protocol's
     result and error events, in order), ``done`` (the done event or None), ``returncode`` and ``stderr_tail``.
+    Progressive results: ``partial`` (the latest partial event: an intermediate map's ``path``, ``done``, ``of``;
+    None before the first), ``partial_count`` (how many arrived, to notice a new one), ``engine_elapsed`` and
+    ``eta`` (the engine's ``elapsed_s`` / ``eta_s`` of the current image; eta None while not estimable).
     """
 
     def __init__(self, argv, *, env=None, cwd=None, grace: float = 3.0, stderr_lines: int = 200):
@@ -142,6 +151,10 @@ class EngineJob:
         self._current = 0.0
         self._stage: str | None = None
         self._threads: list[threading.Thread] = []
+        self.partial: dict | None = None
+        self.partial_count = 0
+        self.engine_elapsed: float | None = None
+        self.eta: float | None = None
 
     # -- life cycle ---------------------------------------------------------------------------------------
     def start(self) -> EngineJob:
@@ -300,11 +313,17 @@ class EngineJob:
         self.events.append(event)
         kind = event.get("event")
         image = Path(str(event.get("image") or event.get("name") or "")).name
+        if isinstance(event.get("elapsed_s"), (int, float)):
+            self.engine_elapsed = float(event["elapsed_s"])
+        if kind in ("stage", "progress", "partial"):
+            eta = event.get("eta_s")
+            self.eta = float(eta) if isinstance(eta, (int, float)) else None
         if kind == "start":
             self._total = max(1, int(event.get("total") or 1))
             self._completed = int(event.get("index") or 0)
             self._current = 0.0
             self._stage = None
+            self.engine_elapsed = self.eta = None
             self.message = f"{image}: starting ({self._completed + 1}/{self._total})"
         elif kind == "stage":
             stage = str(event.get("stage", ""))
@@ -319,6 +338,11 @@ class EngineJob:
                 self._current = max(self._current, self._stage_fraction(float(fraction)))
             if event.get("of"):
                 self.message = f"{image}: {event.get('done')}/{event.get('of')}".lstrip(": ")
+            elif event.get("steps") and event.get("stage") == "whole_image":
+                self.message = f"{image}: whole image {event.get('step')}/{event.get('steps')}".lstrip(": ")
+        elif kind == "partial":
+            self.partial = event
+            self.partial_count += 1
         elif kind == "result":
             self.results.append(event)
             self._completed += 1

@@ -215,3 +215,124 @@ def test_side_outputs_are_all_or_nothing(addon, tmp_path):
     assert [p.name for p in written] == ["shot_depth.png", "shot_depth.exr", "shot_depth.npy"]
     assert (tmp_path / "shot_depth.npy").read_bytes() == b"new npy" and photo.read_bytes() == b"the photo"
     assert stat.S_IMODE((tmp_path / "shot_depth.png").stat().st_mode) == 0o664  # a replaced file keeps its mode
+
+
+# ---------------------------------------------------------------------------------------- progressive results
+@pytest.fixture(scope="module")
+def boosting_photo(engine_python, tmp_path_factory):
+    """A 150x100 photo on which Final merges one patch (the engine's test photo; written by the engine's Python,
+    which has OpenCV and scikit-image)."""
+    import subprocess
+
+    path = tmp_path_factory.mktemp("boosting") / "astronaut_150x100.png"
+    code = (
+        "import sys, cv2, skimage.data; rgb = cv2.resize(skimage.data.astronaut(), (150, 100), "
+        "interpolation=cv2.INTER_AREA); cv2.imwrite(sys.argv[1], rgb[..., ::-1])"
+    )
+    out = subprocess.run([engine_python, "-c", code, str(path)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return path
+
+
+def start_final(photo, synthetic_weights, **options):
+    jobs = ext("engine_link.running")
+    result = bpy.ops.boost_depth.estimate(
+        image=photo.name, net="midas_v2", mode="final", blocking=False, **options, **weights_args(synthetic_weights)
+    )
+    assert result == {"FINISHED"} and jobs.running()
+    return jobs, jobs.active()
+
+
+def wait_for_partial(jobs, active, name):
+    assert wait_for(lambda: bpy.data.images.get(name) is not None or not jobs.running(), jobs.tick, timeout=600), (
+        active.job.error_report()
+    )
+    assert jobs.running(), "the job ended before its first partial map was shown"
+    return bpy.data.images[name]
+
+
+def test_the_depth_image_appears_while_final_runs_and_cancel_removes_it(
+    use_engine, synthetic_weights, boosting_photo
+):
+    photo = bpy.data.images.load(str(boosting_photo))
+    before = scene_state()
+    jobs, active = start_final(photo, synthetic_weights)
+    depth = wait_for_partial(jobs, active, f"{photo.name} depth")
+    # the whole-image map, while the patches are still being merged
+    assert active.job.partial["done"] == 0 and active.job.state == "running"
+    assert depth.is_float and tuple(depth.size) == (150, 100) and depth.colorspace_settings.name == "Non-Color"
+    assert depth["depth_kind"] == "inverse_depth" and depth["depth_source"] == photo.name
+    assert depth["depth_partial"] == "0/?" and depth["depth_mode"] == "final"
+    values = ext("scene.images").read_depth(depth)
+    assert np.isfinite(values).all() and values.std() > 0
+    state = bpy.context.window_manager.boost_depth_job
+    assert state.elapsed > 0
+    assert bpy.ops.boost_depth.cancel() == {"FINISHED"}
+    assert wait_for(lambda: not jobs.running(), jobs.tick, timeout=30)
+    assert active.outcome == "cancelled"
+    assert scene_state() == before  # the partial depth image is gone
+
+
+def test_cancel_restores_an_older_depth_image_or_keeps_the_partial_one_when_asked(
+    use_engine, synthetic_weights, boosting_photo
+):
+    photo = bpy.data.images.load(str(boosting_photo))
+    # an older depth of this photo (another size: the partial map resizes it)
+    assert bpy.ops.boost_depth.load_depth(filepath=str(DATA / "depth_96x64.exr"), image=photo.name) == {"FINISHED"}
+    old = bpy.data.images[f"{photo.name} depth"]
+    old_values = ext("scene.images").read_depth(old)
+    before = scene_state()
+    jobs, active = start_final(photo, synthetic_weights)
+    depth = wait_for_partial(jobs, active, f"{photo.name} depth")
+    assert wait_for(lambda: tuple(depth.size) == (150, 100), jobs.tick, timeout=60)  # updated in place
+    assert bpy.ops.boost_depth.cancel() == {"FINISHED"}
+    assert wait_for(lambda: not jobs.running(), jobs.tick, timeout=30)
+    assert scene_state() == before
+    restored = bpy.data.images[f"{photo.name} depth"]
+    assert tuple(restored.size) == (96, 64)
+    np.testing.assert_array_equal(ext("scene.images").read_depth(restored), old_values)
+
+    # with the option: the partial depth stays, packed (it outlives the job's temporary folder)
+    bpy.data.images.remove(restored)
+    jobs, active = start_final(photo, synthetic_weights, keep_partial=True)
+    wait_for_partial(jobs, active, f"{photo.name} depth")
+    assert bpy.ops.boost_depth.cancel() == {"FINISHED"}
+    assert wait_for(lambda: not jobs.running(), jobs.tick, timeout=30)
+    kept = bpy.data.images[f"{photo.name} depth"]
+    assert kept.packed_file is not None and tuple(kept.size) == (150, 100)
+    assert kept["depth_partial"] == "0/?" and np.isfinite(ext("scene.images").read_depth(kept)).all()
+
+
+def test_final_replaces_the_partial_image_with_the_result(use_engine, synthetic_weights, boosting_photo):
+    photo = bpy.data.images.load(str(boosting_photo))
+    jobs, active = start_final(photo, synthetic_weights)
+    name = f"{photo.name} depth"
+    wait_for_partial(jobs, active, name)  # shown while the job runs
+    assert wait_for(lambda: not jobs.running(), jobs.tick, timeout=900), active.job.error_report()
+    assert active.outcome == "succeeded", active.job.error_report()
+    depths = [i for i in bpy.data.images if i.get("depth_source") == photo.name]
+    assert [d.name for d in depths] == [name]  # one depth image: the final one
+    final = depths[0]
+    assert "depth_partial" not in final and final.packed_file is not None and final["depth_R"] == 384
+    partials = [e for e in active.job.events if e["event"] == "partial"]
+    assert [e["done"] for e in partials][0] == 0 and partials[-1]["done"] == partials[-1]["of"] == 1
+
+
+def test_the_panel_shows_elapsed_and_left(addon):
+    from unittest import mock
+
+    sidebar = ext("panels.sidebar")
+    assert sidebar.time_text(12.4, -1.0) == "12 s elapsed"
+    assert sidebar.time_text(75.0, 40.2) == "1 min 15 s elapsed, about 40 s left"
+    state = bpy.context.window_manager.boost_depth_job
+    state.running, state.elapsed, state.eta, state.message = True, 75.0, 40.0, "photo: 1/4"
+    try:
+        layout = mock.MagicMock()
+        assert sidebar.draw_job(layout, bpy.context)
+        layout.label.assert_called_with(text="1 min 15 s elapsed, about 40 s left", icon="TIME")
+        status = mock.MagicMock()
+        sidebar.draw_status(status, bpy.context)
+        text = status.layout.row.return_value.progress.call_args.kwargs["text"]
+        assert text.endswith("photo: 1/4 (1 min 15 s, 40 s left)"), text
+    finally:
+        state.running, state.elapsed, state.eta = False, 0.0, -1.0
