@@ -284,7 +284,7 @@ def test_sidebar_lines_fit_the_default_width():
         assert needed in text, (needed, labels)
     # property labels in the split layout: about 40% of the width (some 13 characters)
     long_props = [entry[1] for entry in log if entry[0] == "prop" and len(entry[1]) > 13
-                  and entry[2] not in ("save_files",)]  # checkboxes carry their text on the right, full width
+                  and entry[2] not in ("save_files", "keep_partial")]  # checkboxes: text on the right, full width
     assert not long_props, long_props
     prefs().property_unset("models_dir")
 
