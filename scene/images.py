@@ -64,14 +64,11 @@ def load_depth_image(
     path = str(path)
     if path.lower().endswith(".pfm"):  # Blender has no PFM reader: its values become a float image here
         image = _pfm_image(path)
+        mark_as_data(image)
         pack = True
     else:
-        try:
-            image = bpy.data.images.load(path, check_existing=False)
-        except RuntimeError as error:
-            raise ValueError(f"cannot read depth map {path}: {error}") from None
+        image = _load_as_data(path)
     try:
-        mark_as_data(image)
         image.alpha_mode = "NONE"
         if image.size[0] == 0 or image.size[1] == 0:
             raise ValueError(f"cannot read depth map {path}: Blender found no pixels in it")
@@ -345,15 +342,22 @@ def load_photo(path: str | os.PathLike):
         raise ValueError(f"cannot read photo {path}: {error}") from None
 
 
+def _load_as_data(path: str):
+    """A new image datablock of the depth map file at ``path``, marked as data; ValueError when Blender cannot
+    read it."""
+    try:
+        image = bpy.data.images.load(path, check_existing=False)
+    except RuntimeError as error:
+        raise ValueError(f"cannot read depth map {path}: {error}") from None
+    mark_as_data(image)
+    return image
+
+
 def _file_pixels(path: str | os.PathLike):
     """((width, height), flat float32 RGBA pixels) of an image file, read by Blender (as load_depth_image does)."""
     path = str(path)
+    temp = _load_as_data(path)
     try:
-        temp = bpy.data.images.load(path, check_existing=False)
-    except RuntimeError as error:
-        raise ValueError(f"cannot read depth map {path}: {error}") from None
-    try:
-        mark_as_data(temp)
         temp.alpha_mode = "NONE"
         size = tuple(temp.size)
         if 0 in size or temp.channels != 4:
