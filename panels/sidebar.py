@@ -175,7 +175,7 @@ class MainPanel(DepthPanel):
         col.prop(s, "save_files")
         if s.save_files:
             col.row().prop(s, "formats")
-        col.prop(s, "keep_partial", text="Keep Partial on Cancel")
+        col.prop(s, "keep_partial", text="Keep Partial")  # the tooltip says: on cancel or failure
         reason = estimate.estimate_blocker(context)
         row = layout.row()
         row.scale_y = 1.4
