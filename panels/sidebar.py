@@ -274,8 +274,9 @@ def draw_status(self, context):
     row = self.layout.row(align=True)
     row.ui_units_x = 16  # room for the job's title and message (the status bar gives a progress bar ~4 units)
     left = f", {format_seconds(state.eta)} left" if state.eta >= 0 else ""
-    row.progress(factor=state.fraction, text=f"{state.title}: {state.message} ({format_seconds(state.elapsed)}"
-                                             f"{left})"[:96])
+    subject = state.title.rsplit(" ", 1)[-1]  # "Depth of photo.png": the message already names the photo
+    what = state.message if subject and subject in state.message else f"{state.title}: {state.message}"
+    row.progress(factor=state.fraction, text=f"{what} ({format_seconds(state.elapsed)}{left})"[:96])
     row.operator("boost_depth.cancel", text="", icon="X")
 
 

@@ -3,8 +3,6 @@ synthetic photo with a known inverse-depth map (a floor getting nearer towards t
 plus a small Cycles render of the result."""
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
-from conftest import DATA, ROOT, depth_reference, ext, load_photo  # noqa: E402
+from conftest import DATA, depth_reference, ext, load_photo  # noqa: E402
 
 FOV = math.radians(50.0)
 
@@ -263,12 +261,6 @@ def test_cycles_render_shows_the_photo_with_depth_of_field(tmp_path):
     assert sharpness(blurred, slice(0, 10), slice(55, 95)) < 0.6 * sharpness(
         sharp, slice(0, 10), slice(55, 95)
     )
-    if os.environ.get("BOOST_DEPTH_WRITE_DOCS"):  # the README's picture: focus on the floor near the bottom
-        bpy.ops.boost_depth.dof_camera(image=photo.name, focus="PIXEL", pixel_x=48, pixel_y=6, fstop=0.5)
-        picture = render(tmp_path / "readme.png", samples=32, percentage=200)
-        assert picture.shape == (128, 192, 3)
-        (ROOT / "docs").mkdir(exist_ok=True)
-        shutil.copyfile(tmp_path / "readme.png", ROOT / "docs" / "render.png")
 
 
 def test_invoked_operators_take_the_depth_tab_settings():
