@@ -241,7 +241,7 @@ class _NotATensor:
 
 def test_unsafe_and_odd_files_are_refused(tmp_path):
     cases = {
-        "pickle.pth": ({"state_dict": _NotATensor()}, "safe loading"),
+        "pickle.pth": ({"state_dict": _NotATensor()}, "refused: not a plain weights file"),
         "list.pth": ([torch.zeros(2)], "holds a list, not a state_dict"),
         "no_sd.pth": ({"epoch": 3, "args": {"lr": 0.1}}, "top-level keys are 'epoch', 'args'"),
     }
