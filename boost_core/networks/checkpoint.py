@@ -64,7 +64,7 @@ def read_state_dict(
         raise CheckpointError(f"{where} cannot be opened ({reason})") from exc
     except Exception as exc:  # RuntimeError, UnpicklingError, EOFError, KeyError...: depends on the damage
         reason = _torch_reason(exc)
-        if _refused_by_weights_only(exc):
+        if _refused_by_weights_only(exc) or _pickle_runs_code(path):
             raise CheckpointError(
                 f"{where} refused: not a plain weights file (it would run code when loaded); "
                 f"it was not loaded. Use the official file: {_download_hint(weights_name)}") from None
@@ -108,8 +108,49 @@ def _refused_by_weights_only(exc: Exception) -> bool:
     """torch's safe unpickler refused the file (a global, a reduce, a build it does not allow), as opposed to
     a damaged file: such a file would run code under ``weights_only=False``, so it is never suggested."""
     text = str(exc)
-    damage = ("truncated", "EOF", "unexpected end", "could not find")
-    return "Weights only load failed" in text and not any(word in text for word in damage)
+    if "Weights only load failed" not in text:
+        return False
+    reason = text.split("WeightsUnpickler error:", 1)[-1].split("Check the documentation", 1)[0]
+    # what the safe unpickler names when it meets an object it will not build (as opposed to bytes it cannot
+    # parse, e.g. "Unsupported operand 95" for random data, or a truncated stream)
+    refusals = ("global", "reduce", "build", "class", "inst", "callable")
+    return any(word in reason.lower() for word in refusals)
+
+
+#: modules whose globals a plain torch checkpoint refers to (tensor rebuilding, OrderedDict, bytes decoding)
+_PLAIN_MODULES = ("torch", "collections", "_codecs")
+
+
+def _pickle_runs_code(path: Path, limit: int = 64 * 1024 * 1024) -> bool:
+    """Whether the file (a plain pickle, or torch's zip with a ``data.pkl``) is a well-formed pickle that imports
+    something a plain checkpoint never does (``os.system``, ``builtins.eval``, any non-torch class) or instantiates
+    with INST / OBJ. Random or truncated bytes are not (they do not parse): those are damaged files."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                data = archive.read(member) if member else b""
+        elif path.stat().st_size <= limit:
+            data = path.read_bytes()
+        else:
+            return False
+        strings: list[str] = []
+        modules: list[str] = []
+        for opcode, arg, _pos in pickletools.genops(data):
+            if opcode.name in ("INST", "OBJ"):
+                return True
+            if opcode.name == "GLOBAL":
+                modules.append(str(arg).split(" ", 1)[0])
+            elif opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                modules.append(strings[-2])
+            elif isinstance(arg, str):
+                strings.append(arg)
+    except Exception:  # noqa: BLE001 - does not parse: damaged, not malicious
+        return False
+    return any(module.split(".")[0] not in _PLAIN_MODULES for module in modules)
 
 
 def _torch_reason(exc: Exception) -> str:
