@@ -1,9 +1,11 @@
 """Add-on preferences: which Python runs inference, device, default network and mode, the models folder with
-every model file (size, licence, status, Download), and the Dependencies section."""
+every model file (size, licence, status, Download), and PyTorch (installed state, versions, Install / Uninstall)."""
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
+from .boost_core.host import torch_install
+from .boost_core.weights import download
 from .engine_link import request, settings
 from .engine_link import running
 from .operators import setup
@@ -23,8 +25,9 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
     python_source: EnumProperty(
         name="Python",
         items=(
-            ("BLENDER", "Blender's Python", "Blender's own Python with the dependencies installed below"),
-            ("CUSTOM", "Other Interpreter", "A Python 3.10+ that already has torch, OpenCV and scikit-image"),
+            ("BLENDER", "Blender's Python", "Blender's own Python, with the libraries Blender installed with the "
+             "extension and the PyTorch installed below"),
+            ("CUSTOM", "Other Interpreter", "A Python 3.11+ that already has torch, numpy and OpenCV"),
         ),
         default="BLENDER",
     )
@@ -41,12 +44,17 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
         name="Models Folder",
         subtype="DIR_PATH",
         update=_forget,
-        description="Where model weights live (empty: BOOST_DEPTH_MODELS or the per-user data folder)",
+        description="Where model weights live (empty: the extension's user folder)",
     )
     mirror: StringProperty(
         name="Mirror",
         description="Base URL of a studio mirror replacing the official hosts "
         "(e.g. http://models.studio.lan); empty: official hosts",
+    )
+    torch_index: StringProperty(
+        name="Package Index",
+        description="A PEP 503 package index (a studio mirror) holding the PyTorch file Boost Depth pins; empty: "
+        "the official host. The file's SHA-256 is checked either way",
     )
     interpreter_report: StringProperty(name="Interpreter Report", options={"SKIP_SAVE"})
 
@@ -115,13 +123,28 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
                 box.label(text=f"   {r['name']}: {r['licence']} (shown before downloading)", icon="ERROR")
 
     def draw_dependencies(self, box):
-        box.label(text="Dependencies (torch, OpenCV, scikit-image)", icon="PACKAGE")
-        target = request.dependencies_dir()
-        box.label(text=f"Folder: {target or 'unavailable'}")
+        box.label(text="PyTorch and libraries", icon="PACKAGE")
+        col = box.column()
+        site = request.wheels_site_packages()
+        bundled = sorted(p.name.split("-")[0] + " " + p.name.split("-")[1].removesuffix(".dist-info")
+                         for p in (site.glob("*.dist-info") if site else ())
+                         if p.name.split("-")[0].lower() in ("opencv_python_headless", "openexr", "typing_extensions"))
+        col.label(text="Bundled: " + (", ".join(bundled) if bundled else "not installed (reinstall the extension)"),
+                  icon="CHECKMARK" if bundled else "ERROR")
+        root = request.torch_root()
+        installed = torch_install.installed(root)
+        if installed is not None:
+            col.label(text=f"PyTorch {installed.version} ({installed.build}), Python {installed.python}, "
+                           f"{download.human_size(installed.disk_bytes)} in {installed.folder}", icon="CHECKMARK")
+        else:
+            col.label(text="PyTorch: not installed", icon="ERROR")
+        col.prop(self, "torch_index")
         row = box.row()
-        row.operator_menu_enum(
-            "boost_depth.install_dependencies", "torch", text="Install Dependencies", icon="IMPORT"
-        )
+        row.operator_menu_enum("boost_depth.install_torch", "build",
+                               text="Reinstall PyTorch" if installed else "Install PyTorch", icon="IMPORT")
+        row.operator("boost_depth.uninstall_torch", icon="TRASH")
+        if not setup.online():
+            box.label(text="Online access is off: PyTorch cannot be downloaded.", icon="INTERNET_OFFLINE")
 
     def draw_job(self, layout, context):
         state = context.window_manager.boost_depth_job

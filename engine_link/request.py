@@ -14,12 +14,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import bpy
 
-from ..boost_core.host import engine_process
+from ..boost_core.host import engine_process, torch_install
 from ..scene import images
 from . import running, settings
 
@@ -31,29 +32,60 @@ class RequestError(ValueError):
 
 
 # --------------------------------------------------------------------------------------------- interpreter
-def dependencies_dir(create: bool = False) -> str | None:
-    """Folder (inside the extension's user folder) that the Dependencies button installs torch & co. into."""
-    try:
-        return bpy.utils.extension_path_user(settings.ADDON, path="site-packages", create=create)
-    except (ValueError, AttributeError, RuntimeError):
-        return None
+def wheels_site_packages() -> Path | None:
+    """Where Blender installed the extension's bundled wheels (OpenCV, OpenEXR, typing_extensions):
+    ``<extensions>/.local/lib/pythonX.Y/site-packages``, the folder Blender puts on its own ``sys.path``."""
+    folder = Path(bpy.utils.user_resource("EXTENSIONS"), ".local", "lib",
+                  f"python{sys.version_info.major}.{sys.version_info.minor}", "site-packages")
+    return folder if folder.is_dir() else None
 
 
-def engine_python(prefs=None) -> tuple[str, str | None]:
-    """(interpreter, dependencies folder or None) that runs ``python -m boost_core``.
+def torch_root(create: bool = False, addon: str | None = None) -> Path | None:
+    """The folder 'Install PyTorch' fills (``<user folder>/torch``; the engine sees its ``current``)."""
+    return settings.user_folder("torch", create, addon)
 
-    'BLENDER': Blender's own Python with our dependencies folder on PYTHONPATH; 'CUSTOM': the interpreter the
+
+def engine_python(prefs=None, addon: str | None = None) -> tuple[str, list[str]]:
+    """(interpreter, folders for its PYTHONPATH) that runs ``python -m boost_core``.
+
+    'BLENDER' (the default): Blender's own Python, seeing the wheels Blender installed for the extension and
+    the torch the user installed (Install PyTorch); nothing is pip-installed. 'CUSTOM': the interpreter the
     user pointed at, which brings its own packages. Without preferences (batch use), ``BOOST_DEPTH_PYTHON`` or
     Blender's Python."""
     prefs = prefs if prefs is not None else settings.preferences()
     if prefs is not None and prefs.python_source == "CUSTOM" and prefs.python_path.strip():
-        return bpy.path.abspath(prefs.python_path.strip()), None
+        return bpy.path.abspath(prefs.python_path.strip()), []
     if prefs is None and os.environ.get("BOOST_DEPTH_PYTHON"):
-        return os.environ["BOOST_DEPTH_PYTHON"], None
-    return sys.executable, dependencies_dir()
+        return os.environ["BOOST_DEPTH_PYTHON"], []
+    folders = [wheels_site_packages()]
+    root = torch_root(addon=addon)
+    if root is not None:
+        folders.append(torch_install.site_dir(root))
+    return sys.executable, [str(f) for f in folders if f is not None and f.is_dir()]
 
 
-ENGINE_MODULES = ("torch", "cv2", "skimage")  # what the engine imports beyond the standard library and numpy
+def engine_environment(python_paths) -> dict:
+    """The child's environment: PYTHONPATH with the extension and ``python_paths``, compiled kernels cached in
+    the extension's user folder."""
+    return engine_process.engine_environment(python_paths, extension_dir=settings.EXTENSION_DIR,
+                                             cache_dir=settings.user_folder("cache", create=True))
+
+
+def log_path(title: str) -> Path | None:
+    """Where a job's whole stderr is kept (``<user folder>/logs``, the newest 20 kept)."""
+    folder = settings.user_folder("logs", create=True)
+    if folder is None:
+        return None
+    for old in sorted(folder.glob("*.log"))[:-19]:
+        try:
+            old.unlink()
+        except OSError:
+            pass
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in title)[:40]
+    return folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}.log"
+
+
+ENGINE_MODULES = ("torch", "cv2")  # what the engine imports beyond the standard library and numpy
 _modules: dict = {}  # (python, dependencies folder) -> {"missing": [...], "error": str} once known
 _modules_threads: dict = {}
 _modules_lock = threading.Lock()
@@ -85,7 +117,7 @@ def missing_engine_modules(prefs=None, *, wait: float = 0.0) -> dict | None:
     ``importlib.util.find_spec`` in the child's environment) and cached: {"missing": [module names],
     "error": "" or why it does not run}, or None while the check runs (``wait``: seconds to wait for it)."""
     python, deps = engine_python(prefs)
-    key = (python, deps or "")
+    key = (python, os.pathsep.join(deps))
     with _modules_lock:
         if key in _modules:
             return _modules[key]
@@ -115,14 +147,19 @@ def engine_modules_problem(prefs=None) -> str | None:
     if not known:
         return None
     source = prefs.python_source if prefs is not None else "BLENDER"
-    fix = ("Install Dependencies in Preferences > Add-ons" if source == "BLENDER"
-           else "install them there, or pick another Python in Preferences > Add-ons")
     if known["error"]:
         return f"The engine's Python does not run ({known['error']}): choose another in Preferences > Add-ons"
-    if known["missing"]:
-        names = {"cv2": "OpenCV", "skimage": "scikit-image"}
-        return f"The engine's Python lacks {', '.join(names.get(m, m) for m in known['missing'])}: {fix}"
-    return None
+    missing = known["missing"]
+    if not missing:
+        return None
+    if source != "BLENDER":
+        names = {"cv2": "OpenCV (opencv-python-headless)"}
+        return (f"The engine's Python lacks {', '.join(names.get(m, m) for m in missing)}: install them there, "
+                "or pick another Python in Preferences > Add-ons")
+    if "cv2" in missing:
+        return ("OpenCV, which Blender installs with the extension, is missing: reinstall Boost Depth "
+                "(Preferences > Get Extensions)")
+    return "PyTorch is not installed: Install PyTorch (a one-time download into the extension's folder)"
 
 
 def device(prefs=None) -> str:
@@ -145,15 +182,14 @@ class EngineRequest:
     def for_engine(cls, arguments, prefs=None, *, title: str, blender_python: bool = False, workdir=None):
         """A request with the preferences' interpreter (``blender_python``: Blender's own, for stdlib-only
         commands such as downloads)."""
-        python, deps = (sys.executable, None) if blender_python else engine_python(prefs)
-        env = engine_process.engine_environment(deps, extension_dir=settings.EXTENSION_DIR)
-        return cls(python, env, list(arguments), workdir, title)
+        python, deps = (sys.executable, []) if blender_python else engine_python(prefs)
+        return cls(python, engine_environment(deps), list(arguments), workdir, title)
 
     def job(self) -> engine_process.EngineJob:
         """The (not yet started) child process."""
         cwd = str(self.workdir) if self.workdir is not None else None
         return engine_process.EngineJob(engine_process.engine_command(self.python, self.arguments),
-                                        env=self.env, cwd=cwd)
+                                        env=self.env, cwd=cwd, log_path=log_path(self.title))
 
 
 # --------------------------------------------------------------------------------------------- estimate
@@ -258,6 +294,5 @@ class EstimateRequest(EngineRequest):
             partial=mode == "final",  # intermediate maps: the depth image appears and refreshes while it runs
         )
         python, deps = engine_python(prefs)
-        env = engine_process.engine_environment(deps, extension_dir=settings.EXTENSION_DIR)
-        return cls(python, env, arguments, workdir, f"Depth of {photo_name}", warnings, photo_name=photo_name,
+        return cls(python, engine_environment(deps), arguments, workdir, f"Depth of {photo_name}", warnings, photo_name=photo_name,
                    file_path=path, side_path=side_path, formats=sorted(formats), net=net, mode=mode)

@@ -68,12 +68,23 @@ def required_weights(net: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------- weights
+def user_folder(sub: str, create: bool = False, addon: str | None = None) -> Path | None:
+    """A folder of the extension's user folder (``bpy.utils.extension_path_user``): ``torch``, ``models``,
+    ``cache``, ``logs``; None when the add-on is not installed as an extension (e.g. loaded from a script)."""
+    try:
+        return Path(bpy.utils.extension_path_user(addon or ADDON, path=sub, create=create))
+    except (ValueError, AttributeError, RuntimeError):
+        return None
+
+
 def models_dir(prefs=None) -> str | None:
-    """The models folder the user chose, or None for the engine's default (BOOST_DEPTH_MODELS or per-user)."""
+    """The models folder the user chose, else the extension's user folder ``models`` (None outside an installed
+    extension: the engine's default, BOOST_DEPTH_MODELS or per-user)."""
     prefs = prefs if prefs is not None else preferences()
     if prefs is not None and prefs.models_dir.strip():
         return bpy.path.abspath(prefs.models_dir.strip())
-    return None
+    folder = user_folder("models")
+    return str(folder) if folder is not None else None
 
 
 def resolved_models_dir(prefs=None) -> Path:

@@ -1,17 +1,17 @@
-"""Preferences actions: download model weights (a ``python -m boost_core weights download`` child), install the
-Python dependencies into the extension's user folder, and check another Python interpreter.
+"""Preferences actions: download model weights (a ``python -m boost_core weights download`` child), install or
+uninstall PyTorch in the extension's user folder (the CPU build: one pinned, verified file, no pip; GPU builds:
+pip, on request), and check another Python interpreter.
 
 All respect Blender's "Allow Online Access" setting (Preferences > System > Network).
 """
 
-import os
-import sys
+import urllib.parse
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-from ..boost_core.host import dependencies, engine_process
-from ..boost_core.weights import catalogue
+from ..boost_core.host import dependencies, engine_process, torch_install
+from ..boost_core.weights import catalogue, download
 from ..boost_core.weights import store as weights
 from ..engine_link import request, settings
 from ..engine_link import running
@@ -116,24 +116,36 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
 
 
 def torch_items(_self, _context):
+    """The CPU build (from the lock, no pip) first, then the GPU builds of this platform (pip, advanced)."""
+    items = [("cpu", "CPU", "The pinned CPU build (Apple GPUs through MPS on macOS): one verified file, no pip")]
     try:
-        items = [
-            (v.kind, v.label.split(" (")[0], v.label + (f" ({v.note})" if v.note else ""))
-            for v in dependencies.torch_variants()
-        ]
+        items += [(v.kind, v.label.split(" (")[0], f"{v.label}, installed with pip from download.pytorch.org"
+                   + (f" ({v.note})" if v.note else "")) for v in dependencies.torch_variants() if v.kind != "cpu"]
     except Exception:  # noqa: BLE001
-        items = [("cpu", "CPU", "torch for the processor")]
+        pass
     return settings.keep_items("setup.torch", items)
 
 
-class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):
-    """Install torch, OpenCV and scikit-image for Blender's Python into the extension's user folder"""
+def torch_download(build: str):
+    """(LockedFile or None, sentence) for the confirmation: what is downloaded, how large, from where."""
+    if build != "cpu":
+        req = dependencies.torch_requirement(build)
+        return None, (f"torch {dependencies.TORCH_VERSION} ({build}) with its GPU libraries, several GB, installed "
+                      f"by pip from {req.index_url or 'PyPI'}")
+    wheel = torch_install.plan("cpu")
+    size = download.human_size(wheel.size) if wheel.size else "size from the index page"
+    host = urllib.parse.urlsplit(wheel.url).netloc
+    return wheel, f"torch {wheel.version} (CPU), {size} from {host}: {wheel.filename}"
 
-    bl_idname = "boost_depth.install_dependencies"
-    bl_label = "Install Dependencies"
+
+class BOOST_DEPTH_OT_install_torch(bpy.types.Operator):
+    """Download PyTorch into the extension's user folder: one verified file for the CPU build, no pip"""
+
+    bl_idname = "boost_depth.install_torch"
+    bl_label = "Install PyTorch"
     bl_options = {"REGISTER", "INTERNAL"}
 
-    torch: EnumProperty(name="torch", items=torch_items)
+    build: EnumProperty(name="Build", items=torch_items)
 
     @classmethod
     def poll(cls, context):
@@ -145,49 +157,96 @@ class BOOST_DEPTH_OT_install_dependencies(bpy.types.Operator):
             return False
         return True
 
+    def invoke(self, context, event):
+        return context.window_manager.invoke_props_dialog(self, width=560, title="Install PyTorch",
+                                                          confirm_text="Download and Install")
+
+    def draw(self, context):
+        col = self.layout.column(align=True)
+        col.prop(self, "build")
+        try:
+            _wheel, sentence = torch_download(self.build)
+        except Exception as error:  # noqa: BLE001 - shown, not raised, in a dialog
+            sentence = str(error)
+        for line in _wrap(sentence, 90):
+            col.label(text=line)
+        root = request.torch_root()
+        col.label(text=f"Into: {root}", icon="FILE_FOLDER")
+        col.label(text="Unpacked it takes about 3.5 times the download on disk. Uninstall removes it.")
+
     def execute(self, context):
-        target = request.dependencies_dir(create=True)
-        if target is None:
+        if not online():
+            self.report({"ERROR"}, OFFLINE)
+            return {"CANCELLED"}
+        root = request.torch_root(create=True)
+        if root is None:
             self.report({"ERROR"}, "No user folder for the extension (is it installed as an extension?)")
             return {"CANCELLED"}
-        log_path = os.path.join(bpy.utils.extension_path_user(settings.ADDON, create=True), "pip.log")
+        prefs = settings.preferences(context)
+        index = prefs.torch_index.strip() if prefs is not None else ""
+        build = self.build
         try:
-            torch_req = dependencies.torch_requirement(self.torch)
-            requirements = [r for r in dependencies.requirements() if not r.lower().startswith("torch")] + [torch_req]
-        except (ValueError, OSError) as error:
+            wheel, _sentence = torch_download(build)
+        except (ValueError, OSError, torch_install.TorchInstallError) as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
 
         def work(progress, cancel):
-            def on_line(line):  # a dependencies.PipLine
-                progress(line.fraction, line.message[:120])
+            if wheel is None:  # a GPU build: pip, into a folder of its own, switched into place
+                return torch_install.install_with_pip(dependencies.torch_requirement(build), root, index=index or None,
+                                                      progress=lambda line: progress(line.fraction, line.message[:120]),
+                                                      cancel=cancel)
 
-            result = dependencies.install(
-                requirements,
-                target,
-                python=sys.executable,
-                progress=on_line,
-                log_path=log_path,
-                cancel=cancel,
-            )
-            if result.cancelled:
-                raise InterruptedError("cancelled")
-            if not result.ok:
-                raise RuntimeError(result.reason or f"pip failed (log: {result.log_path})")
-            return result
+            def on_bytes(p):  # a download.Progress
+                text = f"PyTorch: {download.human_size(p.done)} of {download.human_size(p.total)}"
+                progress(p.fraction, text if p.state == "downloading" else f"PyTorch: {p.state}")
 
-        job = engine_process.FunctionJob(work, "install dependencies")
+            return torch_install.install(wheel, root, index=index or None, progress=on_bytes, cancel=cancel)
 
-        def on_success(_job):
+        job = engine_process.FunctionJob(work, "install torch")
+
+        def on_success(done):
             request.forget_engine_modules()
-            bpy.context.window_manager.boost_depth_job.message = f"Dependencies installed in {target}"
+            bpy.context.window_manager.boost_depth_job.message = (
+                f"PyTorch {done.value.version} ({done.value.build}) installed in {done.value.folder}")
 
         try:
-            running.start(context, job, "Installing dependencies", on_success=on_success)
+            running.start(context, job, "Installing PyTorch", on_success=on_success)
         except RuntimeError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         return _finish_in_background(self)
+
+
+class BOOST_DEPTH_OT_uninstall_torch(bpy.types.Operator):
+    """Remove the PyTorch that Install PyTorch put into the extension's user folder"""
+
+    bl_idname = "boost_depth.uninstall_torch"
+    bl_label = "Uninstall PyTorch"
+    bl_options = {"REGISTER", "INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        if running.running():
+            cls.poll_message_set("A job is running (cancel it or wait)")
+            return False
+        return torch_install.installed(request.torch_root()) is not None
+
+    def invoke(self, context, event):
+        return context.window_manager.invoke_confirm(self, event, title="Uninstall PyTorch",
+                                                     message=f"Remove {request.torch_root()}?",
+                                                     confirm_text="Uninstall")
+
+    def execute(self, context):
+        root = request.torch_root()
+        try:
+            removed = root is not None and torch_install.uninstall(root)
+        except OSError as error:
+            self.report({"ERROR"}, f"Cannot remove {root}: {error.strerror}; close programs using it and retry")
+            return {"CANCELLED"}
+        request.forget_engine_modules()
+        self.report({"INFO"}, f"PyTorch removed from {root}" if removed else "PyTorch was not installed")
+        return {"FINISHED"}
 
 
 class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
@@ -212,7 +271,7 @@ class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
 
         def work(progress, cancel):
             progress(None, f"Checking {python}…")
-            return dependencies.check_interpreter(python, [deps] if deps else ())
+            return dependencies.check_interpreter(python, deps)
 
         job = engine_process.FunctionJob(work, "check interpreter")
 
@@ -261,6 +320,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 classes = (
     BOOST_DEPTH_OT_download_weights,
-    BOOST_DEPTH_OT_install_dependencies,
+    BOOST_DEPTH_OT_install_torch,
+    BOOST_DEPTH_OT_uninstall_torch,
     BOOST_DEPTH_OT_check_interpreter,
 )

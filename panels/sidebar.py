@@ -103,8 +103,12 @@ def draw_engine_help(layout, context, reason=None):
         if problem != reason:
             _lines(layout, problem, line_chars(context), "ERROR", 7)
         row = layout.row()
-        op = row.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
-        op.module = settings.ADDON
+        if problem.startswith("PyTorch is not installed"):
+            row.enabled = setup.online() and not estimate.running.running()
+            row.operator_menu_enum("boost_depth.install_torch", "build", text="Install PyTorch", icon="IMPORT")
+        else:
+            op = row.operator("preferences.addon_show", text="Open Preferences", icon="PREFERENCES")
+            op.module = settings.ADDON
 
 
 def draw_source(layout, context):

@@ -14,7 +14,6 @@ import numpy as np
 from mathutils import Euler, Matrix
 
 from . import images
-from ..engine_link import settings
 from . import geometry
 
 PROP = "boost_depth"

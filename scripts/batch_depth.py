@@ -150,7 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--python", help="interpreter running the engine (default: BOOST_DEPTH_PYTHON or this one)"
     )
-    p.add_argument("--deps", help="folder with the engine's packages, put on its PYTHONPATH")
+    p.add_argument("--deps", help="folders with the engine's packages (os.pathsep-separated), put on its PYTHONPATH "
+                   "(default in a Blender with Boost Depth enabled: the extension's wheels and PyTorch)")
     p.add_argument("--blend", help="save a .blend with a scene (mesh + DOF camera) per image")
     g = p.add_argument_group("mesh and camera (with --blend)")
     g.add_argument("--fov", type=float, default=55.0, help="field of view across the longer side, degrees")
@@ -184,6 +185,32 @@ def extension_module(name: str):
     return importlib.import_module(f"{PACKAGE}.{name}")
 
 
+class EngineSetupError(Exception):
+    """The engine cannot start as configured; the message names the fix."""
+
+
+def installed_extension_engine() -> dict | None:
+    """In a Blender where Boost Depth is enabled as an extension: the engine its preferences choose
+    (``python``, PYTHONPATH ``paths``, ``models_dir``, kernel ``cache``), else None."""
+    try:
+        import bpy
+    except ImportError:
+        return None
+    for name, addon in bpy.context.preferences.addons.items():
+        request = sys.modules.get(f"{name}.engine_link.request")
+        settings = sys.modules.get(f"{name}.engine_link.settings")
+        if name.rpartition(".")[2] != "boost_depth" or request is None or settings is None:
+            continue
+        python, paths = request.engine_python(addon.preferences)
+        cache = settings.user_folder("cache", create=True)
+        request.forget_engine_modules()
+        request.missing_engine_modules(addon.preferences, wait=120)
+        return {"python": python, "paths": paths, "models_dir": settings.models_dir(addon.preferences),
+                "cache": str(cache) if cache else None,
+                "problem": request.engine_modules_problem(addon.preferences)}
+    return None
+
+
 def say(text: str) -> None:
     print(text, flush=True)
 
@@ -191,7 +218,17 @@ def say(text: str) -> None:
 def run_engine(args, images: list[Path], formats: list[str]):
     """Run the engine on all images in one child; print a line per image. Returns the finished EngineJob."""
     jobs = extension_module("boost_core.host.engine_process")
-    python = args.python or os.environ.get("BOOST_DEPTH_PYTHON") or sys.executable
+    python = args.python or os.environ.get("BOOST_DEPTH_PYTHON")
+    deps, cache = args.deps, None
+    if python is None and deps is None:
+        found = installed_extension_engine()
+        if found is not None:  # Blender with Boost Depth enabled: its Python, wheels, PyTorch and models folder
+            if found["problem"]:
+                raise EngineSetupError(f"{found['problem']} (Preferences > Add-ons > Boost Depth), or pass "
+                                       "--python PATH of a Python that has torch")
+            python, deps, cache = found["python"], found["paths"], found["cache"]
+            args.models_dir = args.models_dir or found["models_dir"]
+    python = python or sys.executable
     engine_args = jobs.estimate_arguments(
         images,
         net=args.net,
@@ -206,7 +243,7 @@ def run_engine(args, images: list[Path], formats: list[str]):
     )
     if args.overwrite:
         engine_args.append("--overwrite")
-    job = jobs.EngineJob(jobs.engine_command(python, engine_args), env=jobs.engine_environment(args.deps))
+    job = jobs.EngineJob(jobs.engine_command(python, engine_args), env=jobs.engine_environment(deps, cache_dir=cache))
     total = len(images)
     index = {str(p): i for i, p in enumerate(images)}
     started: dict[str, float] = {}
@@ -357,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except OSError as error:
         say(f"error: cannot start the engine: {error}")
+        return EXIT_USAGE
+    except EngineSetupError as error:
+        say(f"error: {error}")
         return EXIT_USAGE
     results = {str(e.get("image")): e for e in job.results}
     successes = [(p, results[str(p)]) for p in images if str(p) in results]

@@ -119,7 +119,7 @@ def test_check_interpreter_on_the_project_venv():
     rep = deps.check_interpreter(sys.executable)
     assert rep.ok, rep.problems
     assert rep.python_version == "%d.%d.%d" % sys.version_info[:3]
-    assert set(rep.modules) == {"torch", "numpy", "cv2", "skimage", "OpenEXR"}
+    assert set(rep.modules) == {"torch", "numpy", "cv2", "OpenEXR"}
     import numpy  # the probe reports what this very interpreter has
 
     assert rep.modules["numpy"].version == numpy.__version__
@@ -134,7 +134,7 @@ def test_check_interpreter_reports_missing_packages_with_a_fix(tmp_path):
     python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
     rep = deps.check_interpreter(str(python))
     assert not rep.ok and rep.error is None
-    assert set(rep.missing) == {"torch", "numpy", "cv2", "skimage", "OpenEXR"}
+    assert set(rep.missing) == {"torch", "numpy", "cv2", "OpenEXR"}
     assert "ModuleNotFoundError" in rep.modules["torch"].error
     assert "torch==" in rep.fix and "pip install" in rep.fix
     assert rep.message.startswith("Not usable") and "Fix:" in rep.message

@@ -13,7 +13,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -144,8 +143,9 @@ def user_env(folder: Path) -> dict:
 
 @pytest.fixture(scope="session")
 def installed(real_blender, tmp_path_factory):
-    """The extension built, validated and installed (enabled) by Blender's own extension command line into a
-    fresh user folder. Returns {"env", "zip", "runs"}."""
+    """The extension built (one zip per platform, ``--split-platforms``, as a release), validated and this
+    platform's zip installed (enabled) by Blender's own extension command line into a fresh user folder.
+    Returns {"env", "zip", "zips", "runs", "folder"}."""
     folder = tmp_path_factory.mktemp("real_blender_user")
     env = user_env(folder)
     dist = folder / "dist"
@@ -153,17 +153,20 @@ def installed(real_blender, tmp_path_factory):
     runs = {
         "validate": real_blender.run("blender", "--command", "extension", "validate", ROOT, env=env),
         "build": real_blender.run(
-            "blender", "--command", "extension", "build", "--source-dir", ROOT, "--output-dir", dist, env=env
+            "blender", "--command", "extension", "build", "--source-dir", ROOT, "--output-dir", dist,
+            "--split-platforms", env=env
         ),
     }
-    zips = sorted(dist.glob("boost_depth-*.zip"))
+    all_zips = sorted(dist.glob("boost_depth-*.zip"))
+    zips = [z for z in all_zips if z.name.endswith("-linux_x64.zip")]
     runs["install"] = (
         real_blender.run("blender", "--command", "extension", "install-file", "-r", "user_default", "-e", zips[0],
                          env=env)
         if len(zips) == 1
         else None
     )
-    return {"env": env, "zip": zips[0] if len(zips) == 1 else None, "runs": runs, "folder": folder}
+    return {"env": env, "zip": zips[0] if len(zips) == 1 else None, "zips": all_zips, "runs": runs,
+            "folder": folder}
 
 
 @pytest.fixture(scope="session")
@@ -205,8 +208,10 @@ def test_extension_builds_validates_installs_and_registers(real_blender, install
     runs["validate"].expect(0)
     assert "Success parsing TOML" in runs["validate"].output, runs["validate"].tail()
     runs["build"].expect(0)
-    assert installed["zip"] is not None, f"build wrote no single boost_depth-*.zip:\n{runs['build'].tail()}"
-    assert re.search(r"created: .*boost_depth-0\.1\.0\.zip", runs["build"].output), runs["build"].tail()
+    assert installed["zip"] is not None, f"build wrote no boost_depth-*-linux_x64.zip:\n{runs['build'].tail()}"
+    assert "building: boost_depth-0.1.0-linux_x64.zip" in runs["build"].output, runs["build"].tail()
+    assert {z.name for z in installed["zips"]} == {f"boost_depth-0.1.0-{p}.zip" for p in
+                                                   ("linux_x64", "windows_x64", "macos_arm64")}
     runs["install"].expect(0)
     assert 'Installed "boost_depth"' in runs["install"].output, runs["install"].tail()
     for name, ran in runs.items():
@@ -227,6 +232,64 @@ def test_extension_builds_validates_installs_and_registers(real_blender, install
     assert seen["module"] == ADDON, seen["addons"]
     assert {"estimate", "cancel", "mesh_from_depth", "pick_focus"} <= set(seen["operators"]), seen["operators"]
     assert seen["blender"].startswith("4."), seen["blender"]
+
+
+WHEEL_PROBE = (
+    "import sys, importlib.metadata as m, cv2, OpenEXR, numpy; "
+    "print('WHEELS', cv2.__version__, m.version('openexr'), numpy.__version__, "
+    "cv2.__file__.startswith(sys.argv[-1]))"
+)
+
+
+def test_blender_installs_the_zips_wheels_runs_the_command_and_removes_them(real_blender, installed, weights,
+                                                                         engine_in_root, tmp_path):
+    """Issue 20 in the real program (Blender 4.3.2, Python 3.13, Debian's numpy 2.x): the linux-x64 zip's
+    wheels land in the extensions' site-packages and import in Blender's own Python; `blender -c boost_depth`
+    runs the batch with the extension's preferences (without PyTorch it says how to get it; with --python it
+    runs); removing the extension removes its wheels and its user folder."""
+    installed["runs"]["install"].expect(0)
+    env = installed["env"]
+    user = Path(env["BLENDER_USER_RESOURCES"])
+    sites = sorted((user / "extensions" / ".local" / "lib").glob("python3.*/site-packages"))
+    assert len(sites) == 1 and sites[0].parent.name == "python3.13", sites
+    site = sites[0]
+    assert (site / "cv2").is_dir() and list(site.glob("OpenEXR.cpython-313-*.so")), sorted(os.listdir(site))
+    ran = real_blender.run("blender", "-b", "--python-exit-code", "1", "--python-expr", WHEEL_PROBE, "--",
+                           str(site), env=env)
+    ran.expect(0)
+    line = next(ln for ln in ran.output.splitlines() if ln.startswith("WHEELS "))
+    assert line.split()[1:3] == ["5.0.0", "3.5.3"] and line.split()[3].startswith("2.") and line.endswith("True"), line
+
+    photo = ROOT / "tests" / "data" / "blender" / "photo_96x64.png"
+    ran = real_blender.run("blender", "-c", "boost_depth", "--help", env=env)
+    ran.expect(0)
+    assert "--frames" in ran.output and "--blend" in ran.output, ran.tail()
+    out = tmp_path / "out"
+    ran = real_blender.run("blender", "-c", "boost_depth", photo, "--output", out, env=env)
+    ran.expect(2)  # Blender's Python 3.13 here has no torch: the command names the fix, runs nothing
+    assert "PyTorch is not installed" in ran.output and "--python" in ran.output, ran.tail()
+    assert not out.exists() or not any(out.iterdir())
+    ran = real_blender.run("blender", "-c", "boost_depth", photo, "--output", out, "--mode", "r0",
+                           "--python", engine_in_root, "--base-weights", weights["midas_v2"],
+                           "--merge-weights", weights["merge_net"], env=env, timeout=600)
+    assert_no_traceback(ran, "blender -c boost_depth")
+    ran.expect(0)
+    assert (out / "photo_96x64.png").is_file(), ran.tail()
+
+    # removing it (in a user folder of its own, so the session's install stays for the other tests)
+    own = user_env(tmp_path / "removal")
+    real_blender.run("blender", "--command", "extension", "install-file", "-r", "user_default", "-e",
+                     installed["zip"], env=own).expect(0)
+    own_user = Path(own["BLENDER_USER_RESOURCES"])
+    own_site = own_user / "extensions" / ".local" / "lib" / "python3.13" / "site-packages"
+    (own_user / "extensions" / ".user" / "user_default" / "boost_depth" / "torch").mkdir(parents=True)
+    assert (own_site / "cv2").is_dir()
+    ran = real_blender.run("blender", "--command", "extension", "remove", "user_default.boost_depth", env=own)
+    ran.expect(0)
+    left = sorted(os.listdir(own_site)) if own_site.is_dir() else []
+    assert not [n for n in left if n.startswith(("cv2", "opencv", "OpenEXR", "openexr", "Imath"))], left
+    assert not (own_user / "extensions" / "user_default" / "boost_depth").exists()
+    assert not (own_user / "extensions" / ".user" / "user_default" / "boost_depth").exists()
 
 
 # -- b. scripts/batch_depth.py run by the real program -------------------------------------------------------

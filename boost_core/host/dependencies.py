@@ -1,6 +1,8 @@
 """Installing and checking the Python packages the engine needs (torch, numpy, OpenCV, ...).
 
-Used by the Blender preferences ("Dependencies") and usable from any Python: it imports neither
+Used by the Blender preferences for what is not pinned file by file in ``dependencies.lock.json``: a GPU build of
+torch installed with pip on the user's request (``torch_install.install_with_pip``; the default CPU build needs no
+pip, see ``torch_install``), and the check of another interpreter. Usable from any Python: it imports neither
 torch nor bpy. Everything runs in child processes:
 
 * :func:`install` runs ``PYTHON -m pip install --target DIR --upgrade --no-input ...``, streams pip's
@@ -428,7 +430,6 @@ RUNTIME_MODULES: dict[str, tuple[str, ...]] = {
     "cv2": (
         "opencv-python-headless", "opencv-python", "opencv-contrib-python-headless", "opencv-contrib-python",
     ),
-    "skimage": ("scikit-image",),
     "OpenEXR": ("OpenEXR",),
 }
 
@@ -565,7 +566,7 @@ def check_interpreter(
     requirements_path: str | os.PathLike | None = None,
 ) -> InterpreterReport:
     """Run ``python`` with a probe (``extra_paths`` first on its ``sys.path``) and report Python's
-    version, each module's version or import error (default: torch, numpy, cv2, skimage, OpenEXR),
+    version, each module's version or import error (default: torch, numpy, cv2, OpenEXR),
     CUDA and MPS availability, and what to do about anything missing. Never raises for a broken
     interpreter: the report says what is wrong."""
     names = list(modules) if modules is not None else list(RUNTIME_MODULES)

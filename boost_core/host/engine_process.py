@@ -46,26 +46,33 @@ EXTENSION_DIR = Path(__file__).resolve().parents[2]  # the extension root (holds
 
 
 def engine_environment(
-    dependencies_dir: str | os.PathLike | None = None,
+    dependencies: str | os.PathLike | list | tuple | None = None,
     *,
     extension_dir: str | os.PathLike | None = None,
     base_env: dict | None = None,
+    cache_dir: str | os.PathLike | None = None,
 ) -> dict:
     """Environment for the engine child: the extension root (so ``boost_core`` imports) and, for Blender's own
-    interpreter, the folder our dependencies were installed into, go first on PYTHONPATH; output unbuffered so
-    progress lines arrive as they are printed; the user's site-packages ignored when ``dependencies_dir``
-    is given
-    (so a stray torch in ~/.local does not shadow ours)."""
+    interpreter, the folders holding the engine's packages (``dependencies``: one folder, an ``os.pathsep``
+    separated string of them, or a list — the extension's installed wheels and its torch folder) go first on
+    PYTHONPATH; output unbuffered so progress lines arrive as they are printed; the user's site-packages ignored
+    when dependencies are given (so a stray torch in ~/.local does not shadow ours); ``cache_dir``: where the
+    compiled kernels are kept (``BOOST_DEPTH_CACHE``)."""
     env = dict(os.environ if base_env is None else base_env)
-    paths = [str(extension_dir or EXTENSION_DIR)]
-    if dependencies_dir:
-        paths.append(str(dependencies_dir))
+    if isinstance(dependencies, (list, tuple)):
+        folders = [str(d) for d in dependencies if d]
+    else:
+        folders = [d for d in str(dependencies or "").split(os.pathsep) if d]
+    paths = [str(extension_dir or EXTENSION_DIR), *folders]
+    if folders:
         env["PYTHONNOUSERSITE"] = "1"
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
     env.setdefault("PYTHONIOENCODING", "utf-8")
+    if cache_dir:
+        env["BOOST_DEPTH_CACHE"] = str(cache_dir)
     return env
 
 
@@ -123,8 +130,10 @@ class EngineJob:
     ``eta`` (the engine's ``elapsed_s`` / ``eta_s`` of the current image; eta None while not estimable).
     """
 
-    def __init__(self, argv, *, env=None, cwd=None, grace: float = 3.0, stderr_lines: int = 200):
+    def __init__(self, argv, *, env=None, cwd=None, grace: float = 3.0, stderr_lines: int = 200,
+                 log_path: str | os.PathLike | None = None):
         self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path) if log_path else None  # the child's whole stderr, after a header
         self.env = env
         self.cwd = cwd
         self.grace = float(grace)
@@ -201,9 +210,24 @@ class EngineJob:
             self._queue.put(None)
 
     def _read_stderr(self, stream):
-        for line in stream:
-            with self._stderr_lock:
-                self._stderr.append(line.rstrip("\r\n"))
+        log = None
+        if self.log_path is not None:
+            try:
+                self.log_path.parent.mkdir(parents=True, exist_ok=True)
+                log = open(self.log_path, "w", encoding="utf-8")
+                log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')}  {subprocess.list2cmdline(self.argv)}\n")
+            except OSError:
+                log = None  # a log that cannot be written never stops the job
+        try:
+            for line in stream:
+                with self._stderr_lock:
+                    self._stderr.append(line.rstrip("\r\n"))
+                if log is not None:
+                    log.write(line)
+                    log.flush()
+        finally:
+            if log is not None:
+                log.close()
 
     @property
     def pid(self) -> int | None:

@@ -28,11 +28,6 @@ results the paper shows (depth-polarity maps are merged as they are, as the refe
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np

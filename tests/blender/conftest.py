@@ -41,18 +41,38 @@ def blender_ext_cli() -> Path:
     return Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
 
 
-def build_zip(out_dir: Path) -> Path:
-    """Validate the manifest and build the extension zip with Blender's tool. Returns the zip."""
+def build_zips(out_dir: Path) -> dict[str, Path]:
+    """Validate the manifest and build one zip per platform with Blender's tool (``build --split-platforms``,
+    as a release does). Returns {platform: zip}. The wheels must be in wheels/ (python scripts/fetch_wheels.py)."""
     cli = str(blender_ext_cli())
+    missing = [w for w in _manifest_wheels() if not (ROOT / w).is_file()]
+    if missing:
+        pytest.fail(f"{len(missing)} bundled wheel(s) missing, e.g. {missing[0]}: run python scripts/fetch_wheels.py")
     subprocess.run([sys.executable, cli, "validate", str(ROOT)], check=True, capture_output=True, text=True)
     subprocess.run(
-        [sys.executable, cli, "build", "--source-dir", str(ROOT), "--output-dir", str(out_dir)],
+        [sys.executable, cli, "build", "--source-dir", str(ROOT), "--output-dir", str(out_dir), "--split-platforms"],
         check=True,
         capture_output=True,
         text=True,
     )
-    (zip_path,) = out_dir.glob("boost_depth-*.zip")
-    return zip_path
+    zips = {}
+    for path in out_dir.glob("boost_depth-*.zip"):
+        platform = path.stem.rsplit("-", 1)[1].replace("_", "-")
+        zips[platform] = path
+    return zips
+
+
+def _manifest_wheels() -> list[str]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "blender_manifest.toml").read_text(encoding="utf-8")).get("wheels", [])
+
+
+def build_zip(out_dir: Path) -> Path:
+    """This platform's zip of :func:`build_zips`."""
+    from boost_core.host import wheel_lock
+
+    return build_zips(out_dir)[wheel_lock.this_platform()]
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +118,7 @@ def empty_scene(addon):
         "mirror",
         "default_net",
         "default_mode",
+        "torch_index",
     ):
         p.property_unset(name)
     ext("engine_link.settings").forget_weights_cache()

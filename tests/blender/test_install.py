@@ -19,7 +19,8 @@ OPERATORS = (
     "dof_camera",
     "pick_focus",
     "download_weights",
-    "install_dependencies",
+    "install_torch",
+    "uninstall_torch",
     "check_interpreter",
 )
 
@@ -44,13 +45,14 @@ def test_zip_holds_the_extension_and_the_engine_but_no_dev_files(built_zip):
         "boost_core/__main__.py",
         "scene/geometry.py",
         "engine_link/request.py",
-        "requirements.txt",  # boost_core.host.dependencies installs these pins into Blender's Python
+        "dependencies.lock.json",  # the pinned torch builds Install PyTorch downloads
         "boost_core/host/engine_process.py",
         "boost_core/networks/registry.py",
     ):
         assert needed in names
     for name in names:
         assert not name.startswith(("tests/", ".venv", ".ci/", ".git", "benchmarks/", "docs/")), name
+        assert name not in ("scripts/fetch_wheels.py", "scripts/release.py", "wheels/README.md"), name
         assert "__pycache__" not in name and not name.endswith(".pyc"), name
 
 

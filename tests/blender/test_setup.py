@@ -54,7 +54,7 @@ def test_downloads_are_disabled_while_blender_is_offline(addon):
     system.use_online_access = False
     assert not bpy.app.online_access
     assert not bpy.ops.boost_depth.download_weights.poll()
-    assert not bpy.ops.boost_depth.install_dependencies.poll()
+    assert not bpy.ops.boost_depth.install_torch.poll()
     with pytest.raises(RuntimeError, match="Online access is off"):
         bpy.ops.boost_depth.download_weights(name="midas_v2")
 
