@@ -254,3 +254,25 @@ def test_noisy_depth_does_not_drift_along_the_chain():
     aligned = [a for a, _ in temporal.align_sequence(photos, depths)]
     scale_spread, shift_spread = spread(relation(aligned, truths, masks))
     assert scale_spread < 0.005 and shift_spread < 0.005, (scale_spread, shift_spread)
+
+
+def test_align_job_takes_loaders_and_writes_the_contracts_flicker_json(tmp_path):
+    """The call a job makes for --temporal: (photo loader, raw .npy, {format: path}) per frame."""
+    from boost_core.image_io import output_paths
+
+    photos, depths, truths, masks, _ = pan(5, seed=2)
+    frames = []
+    for k, (photo, depth) in enumerate(zip(photos, depths), start=1):
+        np.save(tmp_path / f"raw_{k}.npy", depth)
+        frames.append((lambda photo=photo: photo, tmp_path / f"raw_{k}.npy",
+                       output_paths(f"shot_{k:04d}", tmp_path / "out", ["npy", "color"])))
+    seen = []
+    summary = temporal.align_job(tmp_path / "out" / ".boost_depth_job", frames, report=seen.append)
+    assert [s.index for s in seen] == [0, 1, 2, 3, 4]
+    stored = json.loads((tmp_path / "out" / ".boost_depth_job" / "flicker.json").read_text())
+    assert stored == summary
+    assert {"frames", "flicker_aligned", "flicker_unaligned", "static_fraction"} <= set(stored)
+    assert stored["frames"] == 5 and 0.85 < stored["static_fraction"] <= 1
+    npys = [np.load(tmp_path / "out" / f"shot_{k:04d}.npy") for k in range(1, 6)]
+    assert max(spread(relation(npys, truths, masks))) < 0.005
+    assert all((tmp_path / "out" / f"shot_{k:04d}_color.png").is_file() for k in range(1, 6))

@@ -53,7 +53,8 @@ def _formats(known):
         formats = [f.strip().lower() for f in text.split(",") if f.strip()]
         bad = [f for f in formats if f not in known]
         if bad or not formats:
-            raise argparse.ArgumentTypeError(f"unknown format {', '.join(bad) or text!r}; choose from {','.join(known)}")
+            raise argparse.ArgumentTypeError(f"unknown format {', '.join(bad) or text!r}; "
+                                             f"choose from {','.join(known)}")
         return list(dict.fromkeys(formats))
     return parse
 

@@ -51,7 +51,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -220,28 +220,23 @@ def align_job(job_dir: Path, frames: list, *, report: Callable[[FrameStats], Non
         return source() if callable(source) else read_image(source)
 
     stats: list[FrameStats] = []
-    for _, frame_stats in align_sequence((photo_of(p) for p, _, _ in frames),
-                                         (read_depth(raw) for _, raw, _ in frames), **options):
+    for _, frame_stats in align_sequence((photo_of(frame[0]) for frame in frames),
+                                         (read_depth(frame[1]) for frame in frames), **options):
         stats.append(frame_stats)
         if report is not None:
             report(frame_stats)
     low = min(s.low for s in stats) if stats else 0.0
     high = max(s.high for s in stats) if stats else 1.0
     span = high - low if high - low > EPS else 1.0
-    for (_, raw, outputs), frame_stats in zip(frames, stats):
-        depth = read_depth(raw).astype(np.float64)
+    for frame, frame_stats in zip(frames, stats):
+        depth = read_depth(frame[1]).astype(np.float64)
         common = ((depth * frame_stats.scale + frame_stats.shift - low) / span).astype(np.float32)
-        write_depth_files(common, outputs, value_range=(0.0, 1.0))
+        write_depth_files(common, frame[2], value_range=(0.0, 1.0))
     summary = flicker(stats)
     summary["fallback_frames"] = [s.index for s in stats[1:] if not s.fitted]
     summary["seconds_per_frame"] = float(np.mean([s.seconds for s in stats])) if stats else 0.0
     _write_json_atomically(Path(job_dir) / "flicker.json", summary)
     return summary
-
-
-def stats_dict(stats: FrameStats) -> dict:
-    """FrameStats as a plain dict (JSON-ready)."""
-    return asdict(stats)
 
 
 # --- motion and static pixels -------------------------------------------------------------------------------------
@@ -287,8 +282,9 @@ def _robust_affine(x: np.ndarray, y: np.ndarray, iterations: int = 30) -> tuple[
 
     Weighted reduced-major-axis fit (scale = sign(cov) sqrt(var_y / var_x), shift through the weighted means:
     unbiased when x and y carry relative noise of the same size, as two frames of one network do) with Huber
-    IRLS weights on the residuals scale * x + shift - y from the unweighted fit on, delta = 1.345 x 1.4826 x median |residual| (re-estimated every
-    iteration), stopping when scale and shift change by less than 1e-9 relative.
+    IRLS weights on the residuals scale * x + shift - y from the unweighted fit on (delta = 1.345 x 1.4826 x
+    median |residual|, re-estimated every iteration), stopping when scale and shift change by less than 1e-9
+    relative. At most FIT_PIXELS pixels are used (a regular subsample).
     """
     x = np.asarray(x, np.float64)
     y = np.asarray(y, np.float64)
