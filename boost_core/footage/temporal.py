@@ -12,8 +12,9 @@ warped into the current one by optical flow, on the pixels where the picture did
 1. motion: DIS optical flow between the consecutive photos (grey, at most ``work_side`` px long side), both ways;
 2. static pixels: the flow's source lies inside the previous frame, the forward and backward flows agree
    (|f_bw(x) + f_fw(x + f_bw(x))|^2 <= 0.01 (|f_bw|^2 + |f_fw|^2) + 0.5 px^2: not occluded) and the grey level
-   after motion compensation differs by at most ``photo_tolerance`` (a camera pan moves every pixel: static
-   means consistent after motion compensation, not the same pixel);
+   after motion compensation, less the median difference (a global brightness change), differs by at most
+   ``photo_tolerance`` (a camera pan moves every pixel: static means consistent after motion compensation, not
+   the same pixel);
 3. fit: raw -> previous aligned depth warped with nearest-pixel sampling (bilinear sampling would average the
    previous frame's noise away and bias the fit), a reduced-major-axis line (both sides are noisy estimates of one
    network: a least-squares slope would shrink by noise / signal variance every frame and compound along the chain)
@@ -255,8 +256,12 @@ def _static_pixels(flow, prev_grey: np.ndarray, grey: np.ndarray, tolerance: flo
     lengths = np.sum(backward ** 2, axis=-1) + np.sum(forward_there ** 2, axis=-1)
     consistent = round_trip <= 0.01 * lengths + 0.5
     warped = cv2.remap(prev_grey, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    same = np.abs(warped.astype(np.float32) - grey.astype(np.float32)) <= tolerance * 255.0
-    return inside & consistent & same, (map_x, map_y)
+    difference = warped.astype(np.float32) - grey.astype(np.float32)
+    candidates = inside & consistent
+    if candidates.any():  # a global brightness change (auto exposure, a light dimming) is not a change of picture
+        difference -= np.median(difference[candidates])
+    same = np.abs(difference) <= tolerance * 255.0
+    return candidates & same, (map_x, map_y)
 
 
 def _work_size(shape: tuple[int, int], work_side: int) -> tuple[int, int]:
