@@ -139,22 +139,28 @@ def read_depth(path: str | Path) -> np.ndarray:
     return depth.astype(np.float32)
 
 
-def quantize16(depth: np.ndarray) -> np.ndarray:
+def quantize16(depth: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
     """Reference quantisation: uint16(65535·(d - min)/(max - min)) computed in float32, truncated.
 
-    A constant map becomes all zeros (the reference crashes there).
+    A constant map becomes all zeros (the reference crashes there). ``value_range`` (lo, hi): quantise over that
+    range instead of the map's own min..max (values outside are clipped), e.g. a depth sequence in one common range.
     """
-    return _quantize(depth, 65535, np.uint16)
+    return _quantize(depth, 65535, np.uint16, value_range)
 
 
-def colorize(depth: np.ndarray) -> np.ndarray:
-    """8-bit INFERNO visualisation (reference --colorize_results): uint8 (H, W, 3) in BGR channel order."""
-    return cv2.applyColorMap(_quantize(depth, 255, np.uint8), cv2.COLORMAP_INFERNO)
+def colorize(depth: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """8-bit INFERNO visualisation (reference --colorize_results): uint8 (H, W, 3) in BGR channel order.
+    ``value_range`` as quantize16's."""
+    return cv2.applyColorMap(_quantize(depth, 255, np.uint8, value_range), cv2.COLORMAP_INFERNO)
 
 
-def _quantize(depth, levels, dtype):
+def _quantize(depth, levels, dtype, value_range=None):
     d = np.asarray(depth, dtype=np.float32)
-    lo, hi = d.min(), d.max()
+    if value_range is not None:
+        lo, hi = np.float32(value_range[0]), np.float32(value_range[1])
+        d = np.clip(d, lo, hi)
+    else:
+        lo, hi = d.min(), d.max()
     if not (hi - lo) > np.finfo(float).eps:
         return np.zeros(d.shape, dtype)
     return (levels * (d - lo) / (hi - lo)).astype(dtype)
@@ -169,8 +175,12 @@ class WriteError(OSError):
     """Writing an image's outputs failed; nothing of them was kept and replaced files were restored."""
 
 
-def write_depth_files(depth: np.ndarray, paths: dict[str, Path]) -> dict[str, Path]:
+def write_depth_files(depth: np.ndarray, paths: dict[str, Path],
+                      value_range: tuple[float, float] | None = None) -> dict[str, Path]:
     """Write every format in ``paths`` all-or-nothing.
+
+    ``value_range``: png16 and color quantise over this (lo, hi) instead of each map's own min..max (a sequence
+    written in one common range); exr and npy keep the values as they are.
 
     All formats are written to temps in their target folders first, then renamed over the targets
     (``host.atomic_files.replace_all``). If anything fails (or a KeyboardInterrupt arrives) the renames already
@@ -185,7 +195,7 @@ def write_depth_files(depth: np.ndarray, paths: dict[str, Path]) -> dict[str, Pa
     try:
         for fmt, path in paths.items():
             current = Path(path)
-            temps[fmt] = _write_temp(fmt, depth, current)
+            temps[fmt] = _write_temp(fmt, depth, current, value_range)
         current = None
         replace_all([(temps[fmt], Path(path)) for fmt, path in paths.items()])
     except BaseException as error:
@@ -214,7 +224,7 @@ def _write_problem(path: Path | None, error: OSError) -> str:
     return f"cannot write {path}: {why}; nothing of this image was kept (any replaced file was restored); {fix}"
 
 
-def _write_temp(fmt: str, depth: np.ndarray, path: Path) -> Path:
+def _write_temp(fmt: str, depth: np.ndarray, path: Path, value_range=None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + path.suffix, dir=path.parent)
     os.close(fd)
@@ -226,7 +236,7 @@ def _write_temp(fmt: str, depth: np.ndarray, path: Path) -> Path:
         elif fmt == "exr":
             write_exr(temp, depth)
         elif fmt in ("png16", "color"):
-            image = quantize16(depth) if fmt == "png16" else colorize(depth)
+            image = quantize16(depth, value_range) if fmt == "png16" else colorize(depth, value_range)
             ok, buffer = cv2.imencode(".png", image)
             if not ok:
                 raise OSError(f"PNG encoding failed for {path}")

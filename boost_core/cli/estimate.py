@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m boost_core",
         description="Boosted monocular depth (Miangoleh, Dille et al., CVPR 2021). "
-                    "Subcommands: weights, merge, resolution, evaluate, prepare-dataset, train "
+                    "Subcommands: weights, merge, resolution, evaluate, prepare-dataset, train, align "
                     "(e.g. `python -m boost_core weights list`).")
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (png, jpg, tif, ...)")
     parser.add_argument("--net", default="midas_v2", choices=registry.names(), help="base network")

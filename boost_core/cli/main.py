@@ -1,5 +1,5 @@
 """``python -m boost_core``: the estimate command (``IMAGE ... --net --mode --output``, see ``estimate``) or a
-subcommand (``weights``, ``merge``, ``resolution``, ``evaluate``, ``prepare-dataset``, ``train``), each a module
+subcommand (``weights``, ``merge``, ``resolution``, ``evaluate``, ``prepare-dataset``, ``train``, ``align``), each a module
 here with ``main(argv) -> exit code``."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ SUBCOMMANDS = {  # name -> module of this package with main(argv) -> int
     "evaluate": "evaluate",
     "prepare-dataset": "prepare_dataset",
     "train": "train",
+    "align": "align",
 }
 
 

@@ -1,0 +1,1 @@
+"""footage and farms: frame sources, resumable jobs, temporal alignment, Ray"""
