@@ -4,15 +4,16 @@ taken from the depth under a picked pixel, the image centre, or the nearest larg
 import math
 
 import bpy
-from bpy.props import BoolProperty, FloatProperty
+from bpy.props import FloatProperty
 
 from ..scene import build
 from ..scene import images
 from .mesh import DepthOperator
-from .properties import RANGE_SETTINGS, OpCameraProps, OpDepthRangeProps
+from .properties import RANGE_SETTINGS, OpCameraProps, OpDepthRangeProps, OpSceneChangeProps
 
 
-class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps, bpy.types.Operator):
+class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps, OpSceneChangeProps,
+                                bpy.types.Operator):
     """Create or update the photo's camera with depth of field focused from the depth map"""
 
     bl_idname = "boost_depth.dof_camera"
@@ -24,20 +25,6 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         "pixel_y",
         "fstop",
         "sensor",
-    )
-
-    set_render_resolution: BoolProperty(
-        name="Set Render Size",
-        description="Make the scene's render resolution the photo's size (pixel aspect 1), so the camera frames "
-        "the photo exactly",
-        default=True,
-        options={"SKIP_SAVE"},
-    )
-    make_active_camera: BoolProperty(
-        name="Make Scene Camera",
-        description="Make this camera the scene's active camera",
-        default=True,
-        options={"SKIP_SAVE"},
     )
 
     def draw(self, context):

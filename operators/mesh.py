@@ -10,7 +10,8 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 from ..scene import build
 from ..scene import images
 from .estimate import context_photo
-from .properties import RANGE_SETTINGS, SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, fill_from_settings
+from .properties import (RANGE_SETTINGS, SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, OpSceneChangeProps,
+                         fill_from_settings)
 
 NEEDS_DEPTH = "Estimate depth or load a depth map first"
 
@@ -87,7 +88,8 @@ class DepthOperator(_OperatorMixin):
             return None
 
 
-class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshProps, bpy.types.Operator):
+class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshProps, OpSceneChangeProps,
+                                     bpy.types.Operator):
     """Build a mesh that reproduces the photo from the camera it also creates"""
 
     bl_idname = "boost_depth.mesh_from_depth"
@@ -122,12 +124,17 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
             layout.prop(self, "scale")
         for name in ("far", "resolution", "discontinuity", "shading", "camera", "sensor"):
             layout.prop(self, name)
+        col = layout.column()
+        col.enabled = self.camera
+        col.prop(self, "set_render_resolution")
+        col.prop(self, "make_active_camera")
 
     def execute(self, context):
         t = self.targets(context)
         if t is None:
             return {"CANCELLED"}
         photo, depth = t
+        changes: list[str] = []
         try:
             camera = None
             existing = bpy.data.objects.get(f"{photo.name}{build.CAMERA_SUFFIX}")
@@ -135,7 +142,9 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
                 h, w = (
                     images.read_depth(depth).shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
                 )
-                camera = build.ensure_camera(context, photo.name, w, h, fov=self.fov, sensor=self.sensor)
+                camera = build.ensure_camera(context, photo.name, w, h, fov=self.fov, sensor=self.sensor,
+                                             set_render_resolution=self.set_render_resolution,
+                                             make_active_camera=self.make_active_camera, changes=changes)
             elif existing is not None and existing.type == "CAMERA":
                 camera = existing
             obj = build.build_mesh(
@@ -162,7 +171,8 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
         self.report(
             {"INFO"},
             f"{obj.name}: {data['rows']}x{data['cols']} vertices, "
-            f"{len(obj.data.polygons)} faces ({data['dropped_faces']} dropped at discontinuities)",
+            f"{len(obj.data.polygons)} faces ({data['dropped_faces']} dropped at discontinuities)"
+            + (f"; changed {', '.join(changes)}" if changes else ""),
         )
         return {"FINISHED"}
 

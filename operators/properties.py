@@ -154,6 +154,25 @@ OpMeshProps = operator_copy(MeshProps)
 OpCameraProps = operator_copy(CameraProps)
 
 
+class OpSceneChangeProps:
+    """What an operator that creates the photo's camera may change in the scene beyond it (the redo panel's
+    checkboxes; its report names what changed)."""
+
+    set_render_resolution: BoolProperty(
+        name="Set Render Size",
+        description="Make the scene's render resolution the photo's size (pixel aspect 1), so the camera frames "
+        "the photo exactly",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+    make_active_camera: BoolProperty(
+        name="Make Scene Camera",
+        description="Make this camera the scene's active camera",
+        default=True,
+        options={"SKIP_SAVE"},
+    )
+
+
 def fill_from_settings(operator, settings, names) -> None:
     """Give every property in ``names`` that the caller did not set the scene setting's value."""
     for name in names:

@@ -189,6 +189,25 @@ def test_dof_camera_says_what_it_changes_and_can_leave_the_scene_alone(capsys):
     assert "1920x1080 -> 96x64" in report and "Other Camera -> photo_96x64.png camera" in report, report
 
 
+def test_mesh_from_depth_says_what_it_changes_and_can_leave_the_scene_alone(capsys):
+    photo = loaded_photo()
+    scene = bpy.context.scene
+    other = bpy.data.objects.new("Other Camera", bpy.data.cameras.new("Other Camera"))
+    scene.collection.objects.link(other)
+    scene.camera = other
+    scene.render.resolution_x, scene.render.resolution_y = 1920, 1080
+    assert bpy.ops.boost_depth.mesh_from_depth(image=photo.name, resolution=17, set_render_resolution=False,
+                                               make_active_camera=False) == {"FINISHED"}
+    assert scene.camera == other and (scene.render.resolution_x, scene.render.resolution_y) == (1920, 1080)
+    assert "photo_96x64.png camera" in bpy.data.objects and "photo_96x64.png mesh" in bpy.data.objects
+    capsys.readouterr()
+    assert bpy.ops.boost_depth.mesh_from_depth(image=photo.name, resolution=17) == {"FINISHED"}
+    assert scene.camera.name == "photo_96x64.png camera"
+    assert (scene.render.resolution_x, scene.render.resolution_y) == (96, 64)
+    report = capsys.readouterr().out
+    assert "1920x1080 -> 96x64" in report and "Other Camera -> photo_96x64.png camera" in report, report
+
+
 # ------------------------------------------------------------------------------------------- d: Pick Focus
 def test_pick_focus_maps_the_mouse_through_the_image_editor_under_it():
     bpy.ops.wm.read_homefile(use_factory_startup=True)  # its screens carry laid-out Image Editors
