@@ -268,3 +268,45 @@ def test_removing_the_extension_removes_its_wheels_and_user_folder(built_zip, tm
     assert "'cv2'" in before and before.endswith("True")
     assert "cv2" not in after and "opencv" not in after and "OpenEXR" not in after
     assert after.endswith("False False"), after  # the torch folder (user folder) and the extension are gone
+
+
+# ------------------------------------------------------------------------------------------- release
+OFFLINE = textwrap.dedent("""
+    import importlib, os, sys, bpy
+    zip_path, repo_dir = sys.argv[-2:]
+    bpy.context.preferences.extensions.repos.new(name="o", module="o", custom_directory=repo_dir)
+    assert bpy.ops.extensions.package_install_files(repo="o", filepath=zip_path, enable_on_install=True) == {"FINISHED"}
+    request = importlib.import_module("bl_ext.o.boost_depth.engine_link.request")
+    print("MISSING", request.missing_engine_modules(wait=120))
+    sys.stdout.flush()
+    os._exit(0)
+""")
+
+
+def test_release_builds_every_platform_zip_and_an_offline_one_that_needs_no_download(tmp_path):
+    """scripts/release.py: Blender's build per platform, sizes printed; the linux-x64 offline zip carries the CPU
+    torch, and a Blender that installs it has everything the engine needs without any download."""
+    dist = tmp_path / "dist"
+    offline = PYTHON == "3.11" and PLATFORM == "linux-x64"
+    args = [sys.executable, str(Path(__file__).parents[2] / "scripts" / "release.py"), "--skip-fetch",
+            "--output", str(dist)] + (["--offline", PLATFORM, "--find-links", str(TORCH_WHEELS)] if offline else [])
+    out = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    lock = wheel_lock.load()
+    for platform in lock.platforms:
+        name = f"boost_depth-0.1.0-{platform.replace('-', '_')}.zip"
+        size_mb = (dist / name).stat().st_size / 1e6
+        assert f"{name}: {size_mb:.1f} MB" in out.stdout, out.stdout
+        wheels = {Path(n).name for n in zipfile.ZipFile(dist / name).namelist() if n.startswith("wheels/")}
+        assert wheels == {f.filename for f in lock.bundled_for(platform)}
+    if not offline:
+        return
+    zip_path = dist / f"boost_depth-0.1.0-{PLATFORM.replace('-', '_')}-offline.zip"
+    torch = lock.torch_for(PLATFORM, PYTHON)
+    assert f"wheels/{torch.filename}" in zipfile.ZipFile(zip_path).namelist()
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    env.pop("PYTHONPATH", None)
+    ran = subprocess.run([sys.executable, "-c", OFFLINE, str(zip_path), str(tmp_path / "repo")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    line = next((ln for ln in ran.stdout.splitlines() if ln.startswith("MISSING ")), "")
+    assert line == "MISSING {'missing': [], 'error': ''}", ran.stdout[-2000:] + ran.stderr[-2000:]
