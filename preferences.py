@@ -126,9 +126,11 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
         box.label(text="PyTorch and libraries", icon="PACKAGE")
         col = box.column()
         site = request.wheels_site_packages()
-        bundled = sorted(p.name.split("-")[0] + " " + p.name.split("-")[1].removesuffix(".dist-info")
-                         for p in (site.glob("*.dist-info") if site else ())
-                         if p.name.split("-")[0].lower() in ("opencv_python_headless", "openexr", "typing_extensions"))
+        bundled = []
+        for info in sorted(site.glob("*.dist-info")) if site else ():
+            name, _, version = info.name.removesuffix(".dist-info").partition("-")
+            if name.lower() in ("opencv_python_headless", "openexr", "typing_extensions"):
+                bundled.append(f"{name.replace('_python_headless', '').replace('_', '-')} {version}")
         col.label(text="Bundled: " + (", ".join(bundled) if bundled else "not installed (reinstall the extension)"),
                   icon="CHECKMARK" if bundled else "ERROR")
         root = request.torch_root()
@@ -138,10 +140,14 @@ class BoostDepthPreferences(bpy.types.AddonPreferences):
                            f"{download.human_size(installed.disk_bytes)} in {installed.folder}", icon="CHECKMARK")
         else:
             col.label(text="PyTorch: not installed", icon="ERROR")
-        col.prop(self, "torch_index")
+        sub = col.column()
+        sub.use_property_split = True
+        sub.prop(self, "torch_index")
         row = box.row()
-        row.operator_menu_enum("boost_depth.install_torch", "build",
-                               text="Reinstall PyTorch" if installed else "Install PyTorch", icon="IMPORT")
+        install = row.row()
+        install.enabled = setup.online() and not running.running()
+        install.operator_menu_enum("boost_depth.install_torch", "build",
+                                   text="Reinstall PyTorch" if installed else "Install PyTorch", icon="IMPORT")
         row.operator("boost_depth.uninstall_torch", icon="TRASH")
         if not setup.online():
             box.label(text="Online access is off: PyTorch cannot be downloaded.", icon="INTERNET_OFFLINE")
