@@ -7,7 +7,7 @@ import bpy
 from bpy.props import BoolProperty, FloatProperty
 
 from ..scene import build
-from ..scene import images
+from ..scene import footage, images
 from .mesh import DepthOperator
 from .properties import RANGE_SETTINGS, OpCameraProps, OpDepthRangeProps
 
@@ -24,6 +24,7 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         "pixel_y",
         "fstop",
         "sensor",
+        "animate_focus",
     )
 
     set_render_resolution: BoolProperty(
@@ -52,6 +53,8 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
             col.prop(self, "pixel_y")
         layout.prop(self, "fstop")
         layout.prop(self, "sensor")
+        if getattr(self, "_footage", False):
+            layout.prop(self, "animate_focus")
         built = getattr(self, "_mapping_from", None)
         if built:
             layout.label(text=f"Depth range and FOV from {built}", icon="INFO")
@@ -113,11 +116,28 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        build.set_dof(camera, distance, self.fstop)
+        sequence = footage.DepthSequence.of(depth)
+        self._footage = sequence is not None
+        keyed = ""
+        if sequence is not None and self.animate_focus:
+            try:
+                distances = build.focus_over_frames(depth, sequence, mapping, self.focus,
+                                                    pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph))
+            except ValueError as error:
+                self.report({"ERROR"}, str(error))
+                return {"CANCELLED"}
+            build.set_dof(camera, distance, self.fstop)
+            footage.key_focus(camera, distances)
+            camera.data.dof.focus_distance = distances[min(max(context.scene.frame_current, sequence.start),
+                                                               sequence.end)]
+            keyed = f", keyed on frames {sequence.start}-{sequence.end}"
+        else:
+            footage.clear_focus_keys(camera.data)  # a still focus replaces an animated one
+            build.set_dof(camera, distance, self.fstop)
         build.fit_clipping(camera, float(z_map.min()), float(z_map.max()))
         self.report(
             {"INFO"},
-            f"{camera.name}: focus {distance:.3f}, f/{self.fstop:g}, "
+            f"{camera.name}: focus {distance:.3f}{keyed}, f/{self.fstop:g}, "
             f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm"
             + (f"; changed {', '.join(changes)}" if changes else ""),
         )

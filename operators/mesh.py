@@ -8,7 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..scene import build
-from ..scene import images
+from ..scene import footage, images
 from .estimate import context_photo
 from .properties import RANGE_SETTINGS, SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, fill_from_settings
 
@@ -133,7 +133,7 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
             existing = bpy.data.objects.get(f"{photo.name}{build.CAMERA_SUFFIX}")
             if self.camera:
                 h, w = (
-                    images.read_depth(depth).shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
+                    footage.depth_values(depth).shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
                 )
                 camera = build.ensure_camera(context, photo.name, w, h, fov=self.fov, sensor=self.sensor)
             elif existing is not None and existing.type == "CAMERA":
