@@ -99,6 +99,19 @@ def source_of(image) -> Source:
     return Source("SEQUENCE", path, prefix, width, suffix)
 
 
+def scene_frame_file(image, scene) -> Path | None:
+    """The file of an image sequence shown at the scene's current frame (frame number = scene frame + the Depth
+    tab's offset), or None when the name holds no number."""
+    try:
+        source = source_of(image)
+    except FootageError:
+        return None
+    if source.kind != "SEQUENCE":
+        return None
+    settings = getattr(scene, "boost_depth", None)
+    return source.frame_file(int(scene.frame_current) + int(getattr(settings, "footage_offset", 0)))
+
+
 def frame_range(settings, scene) -> tuple[int, int]:
     """The scene frames an estimate covers: the scene's range, or the Depth tab's own."""
     if settings.footage_scene_range:
@@ -143,7 +156,7 @@ class DepthSequence:
         a movie frame)."""
         if source.kind == "MOVIE":
             return cls(str(folder), f"{source.path.stem}_", 6, "", start, end, offset)
-        stem_suffix = os.path.splitext(source.suffix)[0]
+        stem_suffix = source.suffix[: len(source.suffix) - len(source.path.suffix)]  # ".png" -> ""
         return cls(str(folder), source.prefix, source.width, stem_suffix, start, end, offset)
 
     @classmethod
@@ -210,11 +223,11 @@ def load_depth_sequence(sequence: DepthSequence, photo_name: str, kind: str, pro
     except RuntimeError as error:
         raise ValueError(f"cannot read depth frame {sequence.path(sequence.start)}: {error}") from None
     try:
-        image.source = "SEQUENCE"
         images.mark_as_data(image)
         image.alpha_mode = "NONE"
         if image.size[0] == 0 or image.size[1] == 0:
             raise ValueError(f"cannot read depth frame {sequence.path(sequence.start)}: Blender found no pixels")
+        image.source = "SEQUENCE"
     except Exception:
         bpy.data.images.remove(image)
         raise

@@ -1,0 +1,403 @@
+"""Issue 22, part 5: footage in Blender. A real image sequence on disk (frames made by panning a crop across the
+test photo) is estimated over a frame range by the real engine (synthetic weights); the depth comes back as an
+image sequence; the depth mesh, the displaced plane and the DOF camera's focus follow the timeline.
+
+Every expectation is computed here from the engine's files with numpy and the pinhole model written out below,
+independently of the extension's scene.geometry."""
+
+import math
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
+
+from conftest import DATA, ext, prefs  # noqa: E402
+
+FOV = math.radians(50.0)
+FRAMES = 5  # shot_0001.png .. shot_0005.png
+START, END = 2, 5  # the scene range estimated: frame 1 is left out on purpose
+NEAR, FAR = 1.5, 9.0
+
+
+def weights_args(w):
+    return {"base_weights": str(w["midas_v2"]), "merge_weights": str(w["merge_net"])}
+
+
+def file_pixels(path):
+    """(H, W, 4) float32 top-down pixels of an image file, read by Blender."""
+    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        image.colorspace_settings.is_data = True
+        a = np.empty(image.size[0] * image.size[1] * image.channels, np.float32)
+        image.pixels.foreach_get(a)
+        return a.reshape(image.size[1], image.size[0], image.channels)[::-1].copy()
+    finally:
+        bpy.data.images.remove(image)
+
+
+def write_png(rgba_top_down, path):
+    h, w = rgba_top_down.shape[:2]
+    image = bpy.data.images.new("frame", w, h, alpha=False)
+    try:
+        image.pixels.foreach_set(np.ascontiguousarray(rgba_top_down[::-1], np.float32).ravel())
+        image.filepath_raw = str(path)
+        image.file_format = "PNG"
+        image.save()
+    finally:
+        bpy.data.images.remove(image)
+
+
+def panned_frames(folder: Path, count=FRAMES, first=1):
+    """Frames 96x64 made by panning a 72x48 crop across the real photo (bilinear resize back to 96x64)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    photo = file_pixels(DATA / "photo_96x64.png")
+    paths = []
+    for k in range(count):
+        crop = photo[k * 3 : k * 3 + 48, k * 5 : k * 5 + 72]
+        ys = np.clip((np.arange(64) + 0.5) * 48 / 64 - 0.5, 0, 47)
+        xs = np.clip((np.arange(96) + 0.5) * 72 / 96 - 0.5, 0, 71)
+        y0, x0 = ys.astype(int), xs.astype(int)
+        y1, x1 = np.minimum(y0 + 1, 47), np.minimum(x0 + 1, 71)
+        ay, ax = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
+        top = crop[y0][:, x0] * (1 - ax) + crop[y0][:, x1] * ax
+        bottom = crop[y1][:, x0] * (1 - ax) + crop[y1][:, x1] * ax
+        path = folder / f"shot_{first + k:04d}.png"
+        write_png(top * (1 - ay) + bottom * ay, path)
+        paths.append(path)
+    return paths
+
+
+def open_sequence(first_frame: Path):
+    image = bpy.data.images.load(str(first_frame))
+    image.source = "SEQUENCE"
+    return image
+
+
+# Expectations from the pinhole model, written out here -------------------------------------------------------
+def metric(values, near=NEAR, far=FAR):
+    """Inverse depth stretched over [near, far] (1/z linear in the value; the frame's largest value at near)."""
+    v = np.asarray(values, np.float64)
+    t = (v - v.min()) / (v.max() - v.min())
+    return 1.0 / (1.0 / far + t * (1.0 / near - 1.0 / far))
+
+
+def bilinear(map_, x, y):
+    h, w = map_.shape
+    px, py = np.clip(x - 0.5, 0, w - 1.0), np.clip(y - 0.5, 0, h - 1.0)
+    x0, y0 = np.floor(px).astype(int), np.floor(py).astype(int)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    ax, ay = px - x0, py - y0
+    top = map_[y0, x0] * (1 - ax) + map_[y0, x1] * ax
+    return top * (1 - ay) + (map_[y1, x0] * (1 - ax) + map_[y1, x1] * ax) * ay
+
+
+def pinhole_vertices(values, rows, cols, fov=FOV):
+    """(rows*cols, 3) camera-space points: the grid spans the picture edge to edge, z along -Z."""
+    z_map = metric(values)
+    h, w = z_map.shape
+    f = (max(w, h) / 2) / math.tan(fov / 2)
+    gx, gy = np.meshgrid(np.linspace(0, w, cols), np.linspace(0, h, rows))
+    z = bilinear(z_map, gx, gy)
+    return np.stack([(gx - w / 2) / f * z, -(gy - h / 2) / f * z, -z], axis=-1).reshape(-1, 3)
+
+
+def pixel_focus(values, x, y):
+    """Median scene depth of the 5x5 window around pixel (x, y) counted from the bottom-left."""
+    z_map = metric(values)
+    i, j = z_map.shape[0] - 1 - y, x
+    return float(np.median(z_map[max(0, i - 2) : i + 3, max(0, j - 2) : j + 3]))
+
+
+def mesh_co(mesh):
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+# The estimate (once for the module: the engine runs ~seconds per frame) ----------------------------------------
+@pytest.fixture(scope="module")
+def estimated(addon, engine_python, synthetic_weights, tmp_path_factory):
+    """Estimate Depth over scene frames 2..5 of a 5-frame sequence: what the operator left in the scene (read
+    before the next test empties it) and where the files are."""
+    ext("engine_link.running").stop_all()
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    p = prefs()
+    p.python_source, p.python_path, p.device = "CUSTOM", engine_python, "cpu"
+    shots = tmp_path_factory.mktemp("footage") / "shots"
+    frames = panned_frames(shots)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = START, END
+    scene.frame_set(3)
+    sequence = open_sequence(frames[0])
+    scene.boost_depth.image = sequence
+    bpy.ops.ed.undo_push(message="sequence opened")
+    started = time.monotonic()
+    result = bpy.ops.boost_depth.estimate(net="midas_v2", mode="r0", **weights_args(synthetic_weights))
+    seconds = time.monotonic() - started
+    print(f"estimate over {END - START + 1} frames (r0, 96x64): {seconds:.1f} s")
+    depth = bpy.data.images.get(f"{sequence.name} depth")
+    seen = {
+        "result": result,
+        "depth": None if depth is None else {
+            "source": depth.source, "filepath": bpy.path.abspath(depth.filepath), "is_data":
+            depth.colorspace_settings.is_data, "packed": depth.packed_file is not None, "kind": depth["depth_kind"],
+            "footage": depth["depth_footage"].to_dict()},
+        "state": bpy.context.window_manager.boost_depth_job.last_error,
+    }
+    name = sequence.name
+    bpy.ops.ed.undo()  # one step back: the sequence without its depth
+    seen["after_undo"] = bpy.data.images.get(f"{name} depth") is None and name in bpy.data.images
+    p.python_source, p.python_path = "BLENDER", ""
+    return {"shots": shots, "frames": frames, "folder": shots.parent / "shots" / "shot_depth", "seen": seen,
+            "sequence_name": name}
+
+
+def reload(estimated):
+    """The scene as Estimate left it, rebuilt from the engine's files (this test's scene starts empty)."""
+    footage = ext("scene.footage")
+    sequence = open_sequence(estimated["frames"][0])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = START, END
+    scene.boost_depth.image = sequence
+    record = footage.DepthSequence(**estimated["seen"]["depth"]["footage"])
+    depth = footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    return sequence, depth
+
+
+def npy(estimated, number):
+    return np.load(estimated["folder"] / f"shot_{number:04d}.npy")
+
+
+def test_estimate_over_the_range_writes_and_loads_a_depth_sequence(estimated):
+    seen, folder = estimated["seen"], estimated["folder"]
+    assert seen["result"] == {"FINISHED"}, seen["state"]
+    depth = seen["depth"]
+    assert depth is not None
+    assert depth["source"] == "SEQUENCE" and depth["is_data"] and not depth["packed"]
+    assert depth["kind"] == "inverse_depth"
+    assert Path(depth["filepath"]) == folder / "shot_0002.exr"
+    assert depth["footage"] == {"folder": str(folder), "prefix": "shot_", "width": 4, "suffix": "", "start": START,
+                                "end": END, "offset": 0}
+    # the range's frames, and only those, are on disk: EXR for Blender, NPY with the same values for Python
+    written = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    assert written == sorted(f"shot_{n:04d}{ext_}" for n in range(START, END + 1) for ext_ in (".exr", ".npy"))
+    maps = [npy(estimated, n) for n in range(START, END + 1)]
+    for n, values in zip(range(START, END + 1), maps, strict=True):
+        assert values.shape == (64, 96) and np.isfinite(values).all() and values.std() > 0
+        np.testing.assert_allclose(file_pixels(folder / f"shot_{n:04d}.exr")[..., 0], values, rtol=1e-6, atol=1e-6)
+    assert all(np.abs(a - b).mean() > 1e-4 for a, b in zip(maps, maps[1:]))  # the camera pans: frames differ
+    if ext("engine_link.request").engine_runs_jobs():  # the job engine (issue 22 part 1) keeps its job file there
+        assert (folder / ".boost_depth_job" / "job.json").is_file()
+    assert seen["after_undo"]  # one undo step: the result as a whole
+
+
+def test_depth_sequence_shows_depth_frame_n_at_scene_frame_n(estimated):
+    _sequence, depth = reload(estimated)
+    area = bpy.context.window_manager.windows[0].screen.areas[0]
+    area.type = "IMAGE_EDITOR"
+    space = area.spaces.active
+    space.image = depth
+    ext("scene.footage").show_in_editors(None, depth, ext("scene.footage").DepthSequence.of(depth))
+    user = space.image_user
+    assert user.use_auto_refresh and not user.use_cyclic
+    for frame, number in ((2, 2), (3, 3), (5, 5), (9, 5)):  # after the range: the last one held
+        bpy.context.scene.frame_set(frame)
+        shown = bpy.path.abspath(depth.filepath_from_user(image_user=user))
+        assert Path(shown) == estimated["folder"] / f"shot_{number:04d}.exr", (frame, shown)
+
+
+def test_mesh_from_depth_follows_the_frames(estimated):
+    sequence, _depth = reload(estimated)
+    footage = ext("scene.footage")
+    assert footage.follow_frame in bpy.app.handlers.frame_change_post
+    scene = bpy.context.scene
+    scene.frame_set(3)
+    assert bpy.ops.boost_depth.mesh_from_depth(image=sequence.name, fov=FOV, resolution=25, near=NEAR, far=FAR,
+                                               discontinuity=0.0) == {"FINISHED"}
+    obj = bpy.data.objects[f"{sequence.name} mesh"]
+    rows, cols = obj["boost_depth"]["rows"], obj["boost_depth"]["cols"]
+    assert (rows, cols) == (17, 25)
+    np.testing.assert_allclose(mesh_co(obj.data), pinhole_vertices(npy(estimated, 3), rows, cols), rtol=1e-5,
+                               atol=1e-5)
+    for frame, number in ((5, 5), (2, 2), (4, 4), (1, 2), (3, 3)):
+        scene.frame_set(frame)
+        expected = pinhole_vertices(npy(estimated, number), rows, cols)
+        np.testing.assert_allclose(mesh_co(obj.data), expected, rtol=1e-5, atol=1e-5, err_msg=f"frame {frame}")
+    scene.frame_set(2)
+    two = mesh_co(obj.data).copy()
+    scene.frame_set(5)
+    assert np.abs(mesh_co(obj.data) - two).max() > 1e-3  # it really moves
+    # the photo on the mesh follows too
+    (tex,) = [n for n in obj.data.materials[0].node_tree.nodes if n.type == "TEX_IMAGE"]
+    assert tex.image == sequence and tex.image_user.use_auto_refresh
+    scene.frame_set(4)
+    evaluated = obj.data.materials[0].evaluated_get(bpy.context.evaluated_depsgraph_get())
+    (tex,) = [n for n in evaluated.node_tree.nodes if n.type == "TEX_IMAGE"]  # the frame is set on the evaluated copy
+    assert Path(bpy.path.abspath(sequence.filepath_from_user(image_user=tex.image_user))) == (
+        estimated["shots"] / "shot_0004.png")
+
+
+def test_frame_handler_does_nothing_without_footage_and_unregisters(estimated):
+    footage = ext("scene.footage")
+    scene = bpy.context.scene
+    photo = bpy.data.images.load(str(DATA / "photo_96x64.png"))
+    bpy.ops.boost_depth.load_depth(filepath=str(DATA / "depth_96x64.exr"), image=photo.name)
+    bpy.ops.boost_depth.mesh_from_depth(image=photo.name, resolution=9)
+    still = bpy.data.objects[f"{photo.name} mesh"]
+    before = mesh_co(still.data).copy()
+    scene.frame_set(7)
+    np.testing.assert_array_equal(mesh_co(still.data), before)  # a still's mesh is left alone
+    footage.unregister_handlers()
+    try:
+        assert footage.follow_frame not in bpy.app.handlers.frame_change_post
+    finally:
+        footage.register_handlers()
+    footage.register_handlers()  # twice: still once
+    assert list(bpy.app.handlers.frame_change_post).count(footage.follow_frame) == 1
+
+
+def test_displaced_plane_texture_follows_the_frames(estimated):
+    sequence, depth = reload(estimated)
+    scene = bpy.context.scene
+    scene.frame_set(2)
+    assert bpy.ops.boost_depth.displaced_plane(image=sequence.name, fov=FOV, resolution=97, distance=5.0,
+                                               relief=2.0) == {"FINISHED"}
+    obj = bpy.data.objects[f"{sequence.name} plane"]
+    (mod,) = [m for m in obj.modifiers if m.type == "DISPLACE"]
+    texture = mod.texture
+    assert texture.image == depth and texture.image_user.use_auto_refresh  # no Python needed to follow
+    maps = {n: npy(estimated, n) for n in range(START, END + 1)}
+    lo, hi = min(m.min() for m in maps.values()), max(m.max() for m in maps.values())  # one scale for the shot
+    shifts = {}
+    for frame in (4, 2, 5, 3):
+        scene.frame_set(frame)
+        depsgraph = bpy.context.evaluated_depsgraph_get()
+        evaluated = obj.evaluated_get(depsgraph).data
+        shift = mesh_co(evaluated).reshape(65, 97, 3)[..., 2] + 5.0
+        user = texture.evaluated_get(depsgraph).image_user  # the frame is set on the evaluated copy
+        assert Path(bpy.path.abspath(depth.filepath_from_user(image_user=user))) == (
+            estimated["folder"] / f"shot_{frame:04d}.exr")
+        values = maps[frame]
+        gx, gy = np.meshgrid(np.arange(8, 90, 9, dtype=float), np.arange(6, 60, 9, dtype=float))
+        expected = 2.0 * (bilinear(values.astype(np.float64), gx, gy) - lo) / (hi - lo)
+        got = shift[gy.astype(int), gx.astype(int)]
+        np.testing.assert_allclose(got, expected, atol=0.03, err_msg=f"frame {frame}")
+        shifts[frame] = shift
+    assert np.abs(shifts[5] - shifts[2]).max() > 0.05  # the relief changes with the frame
+
+
+def test_dof_camera_keys_its_focus_on_a_picked_point_per_frame(estimated):
+    sequence, _depth = reload(estimated)
+    scene = bpy.context.scene
+    scene.frame_set(3)
+    x, y = 70, 20
+    assert bpy.ops.boost_depth.dof_camera(image=sequence.name, focus="PIXEL", pixel_x=x, pixel_y=y, fov=FOV,
+                                          near=NEAR, far=FAR, animate_focus=True) == {"FINISHED"}
+    cam = bpy.data.objects[f"{sequence.name} camera"]
+    fcurve = ext("scene.footage").focus_fcurve(cam.data)
+    assert fcurve is not None
+    keys = {int(round(k.co[0])): k.co[1] for k in fcurve.keyframe_points}
+    expected = {n: pixel_focus(npy(estimated, n), x, y) for n in range(START, END + 1)}
+    assert sorted(keys) == list(range(START, END + 1))
+    for n in expected:
+        assert keys[n] == pytest.approx(expected[n], rel=1e-5), n
+    assert len(set(round(v, 4) for v in expected.values())) > 1  # the focus really moves
+    for n in (5, 2, 4):
+        scene.frame_set(n)
+        assert cam.data.dof.focus_distance == pytest.approx(expected[n], rel=1e-5)
+    # a still focus afterwards removes the animation
+    assert bpy.ops.boost_depth.dof_camera(image=sequence.name, focus="PIXEL", pixel_x=x, pixel_y=y, fov=FOV,
+                                          near=NEAR, far=FAR, animate_focus=False) == {"FINISHED"}
+    assert ext("scene.footage").focus_fcurve(cam.data) is None
+    assert cam.data.dof.focus_distance == pytest.approx(expected[4], rel=1e-5)  # the current frame's
+
+
+# Requests and refusals (no engine run) --------------------------------------------------------------------------
+def build_request(sequence, **kw):
+    request = ext("engine_link.request")
+    w = {"base_weights": "/nowhere/base.pt", "merge_weights": "/nowhere/merge.pt"}
+    return request.FootageRequest.build(bpy.context, sequence, net="midas_v2", mode="r0", **w, **kw)
+
+
+def test_requests_for_todays_engine_and_the_job_engine(tmp_path, monkeypatch):
+    request = ext("engine_link.request")
+    frames = panned_frames(tmp_path / "shots", count=4, first=1001)
+    sequence = open_sequence(frames[0])
+    s = bpy.context.scene.boost_depth
+    s.footage_scene_range, s.footage_start, s.footage_end, s.footage_offset = False, 1, 3, 1000
+    monkeypatch.setattr(request, "engine_runs_jobs", lambda: False)
+    r = build_request(sequence)
+    args = r.arguments
+    files = [a for a in args if a.endswith(".png")]
+    assert files == [str(tmp_path / "shots" / f"shot_{n}.png") for n in (1001, 1002, 1003)]
+    assert "--overwrite" in args and "--frames" not in args
+    assert args[args.index("--output") + 1] == str(tmp_path / "shots" / "shot_depth")
+    assert args[args.index("--format") + 1] == "exr,npy"
+    assert r.sequence.path(2) == tmp_path / "shots" / "shot_depth" / "shot_1002.exr"
+    monkeypatch.setattr(request, "engine_runs_jobs", lambda: True)
+    r = build_request(sequence, start_over=True)
+    args = r.arguments
+    assert args[0] == str(tmp_path / "shots" / "shot_####.png")
+    assert args[args.index("--frames") + 1] == "1001-1003" and "--start-over" in args and "--overwrite" not in args
+    # a frame that is not on disk: refused before anything starts, naming the file and the fix
+    s.footage_end = 5
+    with pytest.raises(request.RequestError, match=r"shot_1005\.png.*change the frame range"):
+        build_request(sequence)
+    assert not (tmp_path / "shots" / "shot_depth").exists()
+
+
+def test_a_missing_frame_stops_the_operator_and_leaves_the_scene(tmp_path, monkeypatch):
+    frames = panned_frames(tmp_path / "shots", count=3)
+    sequence = open_sequence(frames[0])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 4
+    before = sorted(i.name for i in bpy.data.images)
+    with pytest.raises(RuntimeError, match=r"Footage frames not found: .*shot_0004\.png"):
+        bpy.ops.boost_depth.estimate(image=sequence.name, net="midas_v2", mode="r0",
+                                     base_weights="/x/b.pt", merge_weights="/x/m.pt")
+    assert sorted(i.name for i in bpy.data.images) == before and not ext("engine_link.running").running()
+    assert not (tmp_path / "shots" / "shot_depth").exists()
+
+
+def test_movie_source(tmp_path, engine_python, monkeypatch):
+    movie = tmp_path / "clip.avi"
+    code = ("import sys, cv2, numpy as np\n"
+            "w = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*'MJPG'), 24, (96, 64))\n"
+            "assert w.isOpened()\n"
+            "[w.write(np.full((64, 96, 3), 40 * k, np.uint8)) for k in range(6)]\n"
+            "w.release()\n")
+    subprocess.run([engine_python, "-c", code, str(movie)], check=True, timeout=120)
+    clip = bpy.data.images.load(str(movie))
+    assert clip.source == "MOVIE"
+    footage = ext("scene.footage")
+    assert footage.is_footage(clip) and footage.source_of(clip).kind == "MOVIE"
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 2, 4
+    request = ext("engine_link.request")
+    monkeypatch.setattr(request, "engine_runs_jobs", lambda: False)
+    with pytest.raises(request.RequestError, match="cannot read movie files yet"):
+        build_request(clip)
+    monkeypatch.setattr(request, "engine_runs_jobs", lambda: True)
+    r = build_request(clip)
+    assert r.arguments[0] == str(movie) and r.arguments[r.arguments.index("--frames") + 1] == "2-4"
+    assert r.arguments[r.arguments.index("--output") + 1] == str(tmp_path / "clip_depth")
+    assert r.sequence.path(3) == tmp_path / "clip_depth" / "clip_000003.exr"  # the contract's movie names
+    scene.frame_end = 40  # past the movie's 6 frames
+    with pytest.raises(request.RequestError, match="movie has 6 frames"):
+        build_request(clip)
+
+
+def test_this_frame_only_still_gives_one_depth_image(use_engine, synthetic_weights, tmp_path):
+    frames = panned_frames(tmp_path / "shots", count=3)
+    sequence = open_sequence(frames[0])
+    scene = bpy.context.scene
+    scene.boost_depth.footage_scope = "FRAME"
+    assert bpy.ops.boost_depth.estimate(image=sequence.name, net="midas_v2", mode="r0",
+                                        **weights_args(synthetic_weights)) == {"FINISHED"}
+    depth = bpy.data.images[f"{sequence.name} depth"]
+    assert depth.source == "FILE" and depth.packed_file is not None and "depth_footage" not in depth.keys()
+    assert not (tmp_path / "shots" / "shot_depth").exists()
