@@ -453,11 +453,26 @@ def key_focus(camera, distances: dict) -> None:
             point.interpolation = "LINEAR"
 
 
-def show_in_editors(photo, depth_image, sequence: DepthSequence) -> None:
-    """Image Editors showing the photo or its depth image follow the timeline with the depth's frame mapping."""
+def show_in_editors(photo, depth_image, sequence: DepthSequence) -> int:
+    """Everything that shows the photo or its depth image follows the timeline with the depth's frame mapping:
+    Image Editors, image textures (the displaced plane's) and image nodes of materials (the photo material).
+    Returns how many image users were set."""
+    targets = {image for image in (photo, depth_image) if image is not None}
+    users = []
     wm = bpy.context.window_manager
     for window in (wm.windows if wm else []):
         screen = window.screen
         for area in (screen.areas if screen else []):
-            if area.type == "IMAGE_EDITOR" and area.spaces.active.image in (photo, depth_image):
-                set_frame_user(area.spaces.active.image_user, sequence.start, sequence.end, sequence.offset)
+            if area.type == "IMAGE_EDITOR" and area.spaces.active.image in targets:
+                users.append(area.spaces.active.image_user)
+    for texture in bpy.data.textures:
+        if texture.type == "IMAGE" and getattr(texture, "image", None) in targets:
+            users.append(getattr(texture, "image_user"))
+    for material in bpy.data.materials:
+        tree = material.node_tree
+        for node in (tree.nodes if tree is not None else []):
+            if node.type == "TEX_IMAGE" and getattr(node, "image", None) in targets:
+                users.append(getattr(node, "image_user"))
+    for user in users:
+        set_frame_user(user, sequence.start, sequence.end, sequence.offset)
+    return len(users)

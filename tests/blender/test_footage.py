@@ -15,7 +15,7 @@ import pytest
 
 bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
 
-from conftest import DATA, ext, prefs  # noqa: E402
+from conftest import DATA, ext, prefs, wait_for  # noqa: E402
 
 FOV = math.radians(50.0)
 FRAMES = 5  # shot_0001.png .. shot_0005.png
@@ -288,6 +288,12 @@ def test_displaced_plane_texture_follows_the_frames(estimated):
         np.testing.assert_allclose(got, expected, atol=0.03, err_msg=f"frame {frame}")
         shifts[frame] = shift
     assert np.abs(shifts[5] - shifts[2]).max() > 0.05  # the relief changes with the frame
+    # estimated again over another range: the texture (and the photo material) take the new frame mapping
+    footage = ext("scene.footage")
+    record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "start": 3, "end": 4})
+    again = footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    assert footage.show_in_editors(sequence, again, record) >= 2
+    assert texture.image == again and (texture.image_user.frame_start, texture.image_user.frame_duration) == (3, 2)
 
 
 def test_dof_camera_keys_its_focus_on_a_picked_point_per_frame(estimated):
@@ -401,3 +407,90 @@ def test_this_frame_only_still_gives_one_depth_image(use_engine, synthetic_weigh
     depth = bpy.data.images[f"{sequence.name} depth"]
     assert depth.source == "FILE" and depth.packed_file is not None and "depth_footage" not in depth.keys()
     assert not (tmp_path / "shots" / "shot_depth").exists()
+
+
+def test_cancel_leaves_the_scene_as_it_was(use_engine, synthetic_weights, tmp_path):
+    jobs = ext("engine_link.running")
+    frames = panned_frames(tmp_path / "shots", count=3)
+    sequence = open_sequence(frames[0])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 3
+    before = (sorted(i.name for i in bpy.data.images), sorted(o.name for o in bpy.data.objects))
+    assert bpy.ops.boost_depth.estimate(image=sequence.name, net="midas_v2", mode="r0", blocking=False,
+                                        **weights_args(synthetic_weights)) == {"FINISHED"}
+    job = jobs.active().job
+    assert wait_for(lambda: any(e.get("event") == "stage" for e in job.events), jobs.tick, timeout=180), (
+        job.error_report())
+    assert bpy.ops.boost_depth.cancel() == {"FINISHED"}
+    assert wait_for(lambda: not jobs.running(), jobs.tick, timeout=30)
+    assert job.state == "cancelled"
+    assert (sorted(i.name for i in bpy.data.images), sorted(o.name for o in bpy.data.objects)) == before
+    assert bpy.data.images.get(f"{sequence.name} depth") is None
+
+
+# The Depth tab ---------------------------------------------------------------------------------------------------
+class Layout:
+    """A UILayout stand-in recording labels, properties and operators (enabled state included)."""
+
+    def __init__(self, log, enabled=True):
+        self.log, self.enabled = log, enabled
+        self.use_property_split = self.use_property_decorate = False
+        self.scale_y = 1.0
+
+    def _child(self, *_a, **_k):
+        return Layout(self.log, self.enabled)
+
+    row = column = box = split = _child
+
+    def label(self, text="", **_k):
+        self.log.append(("label", text))
+
+    def prop(self, data, name, text=None, **_k):
+        self.log.append(("prop", name, self.enabled))
+
+    def operator(self, idname, *_a, **_k):
+        self.log.append(("operator", idname, self.enabled))
+        return type("Props", (), {})()
+
+    def template_ID(self, *_a, **_k):
+        pass
+
+    def progress(self, *_a, **_k):
+        pass
+
+
+def drawn(panel):
+    from types import SimpleNamespace
+
+    log = []
+    context = SimpleNamespace(scene=bpy.context.scene, region=SimpleNamespace(width=220),
+                              preferences=bpy.context.preferences, window_manager=bpy.context.window_manager,
+                              space_data=SimpleNamespace(type="VIEW_3D"))
+    panel.draw(type("Self", (), {"layout": Layout(log)})(), context)
+    return log
+
+
+def test_depth_tab_shows_footage_and_its_range(tmp_path):
+    sidebar = ext("panels.sidebar")
+    frames = panned_frames(tmp_path / "shots", count=2)
+    s = bpy.context.scene.boost_depth
+    s.image = bpy.data.images.load(str(DATA / "photo_96x64.png"))
+    log = drawn(sidebar.MainPanel)
+    assert not any(e[0] == "prop" and e[1].startswith("footage_") for e in log)  # a still: no footage settings
+    s.image = open_sequence(frames[0])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 3, 40
+    log = drawn(sidebar.MainPanel)
+    labels = " ".join(e[1] for e in log if e[0] == "label")
+    assert "Image sequence · frames 3-40" in labels and "shot_depth/" in labels, labels
+    props = {e[1]: e[2] for e in log if e[0] == "prop"}
+    assert props["footage_scope"] and props["footage_scene_range"] and props["footage_folder"]
+    assert props["footage_start"] is False and props["footage_end"] is False  # the scene's range is used
+    s.footage_scene_range, s.footage_start, s.footage_end = False, 10, 4
+    log = drawn(sidebar.MainPanel)
+    labels = " ".join(e[1] for e in log if e[0] == "label")
+    assert "frames 10-4" in labels and "make End at least Start" in labels, labels
+    assert ("operator", "boost_depth.estimate", False) in [e for e in log if e[0] == "operator"]
+    s.footage_scope = "FRAME"
+    log = drawn(sidebar.MainPanel)
+    assert not any(e[0] == "prop" and e[1] == "footage_start" for e in log)
