@@ -149,14 +149,19 @@ def draw_footage(layout, context, photo):
     sub.prop(s, "footage_end", text="End")
     col.prop(s, "footage_offset")
     box.prop(s, "footage_folder", text="")
+    try:
+        folder = footage.output_folder(s, footage.source_of(photo))
+    except footage.FootageError as error:
+        _lines(box.column(align=True), str(error), line_chars(context), "ERROR", 4)
+        return
     if not s.footage_folder.strip():
-        try:
-            folder = footage.default_folder(footage.source_of(photo))
-        except footage.FootageError as error:
-            _lines(box.column(align=True), str(error), line_chars(context), "ERROR", 4)
-        else:
-            _lines(box.column(align=True), f"Depth into {folder.name}/ beside the footage", line_chars(context),
-                   "FILE_FOLDER", 2)
+        _lines(box.column(align=True), f"Depth into {folder.name}/ beside the footage", line_chars(context),
+               "FILE_FOLDER", 2)
+    if footage.has_job(folder):  # an earlier run's record: Estimate resumes it; this forgets it
+        row = box.row()
+        row.enabled = not estimate.running.running()
+        op = row.operator("boost_depth.estimate", text="Start Over", icon="FILE_REFRESH")
+        op.start_over = True
 
 
 def draw_depth_info(layout, context):

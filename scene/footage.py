@@ -129,6 +129,14 @@ def output_folder(settings, source: Source) -> Path:
     return Path(bpy.path.abspath(folder)) if folder else default_folder(source)
 
 
+JOB_FOLDER = ".boost_depth_job"  # the engine's job file folder beside its outputs (issue 22)
+
+
+def has_job(folder: Path) -> bool:
+    """Does ``folder`` hold the engine's record of an earlier run (``.boost_depth_job/job.json``)?"""
+    return (Path(folder) / JOB_FOLDER / "job.json").is_file()
+
+
 def missing_frames(source: Source, numbers) -> list[Path]:
     """The frame files of ``numbers`` that do not exist (a sequence), or the movie when it is missing."""
     if source.kind == "MOVIE":

@@ -449,8 +449,9 @@ class Layout:
         self.log.append(("prop", name, self.enabled))
 
     def operator(self, idname, *_a, **_k):
-        self.log.append(("operator", idname, self.enabled))
-        return type("Props", (), {})()
+        props = type("Props", (), {})()
+        self.log.append(("operator", idname, self.enabled, props))
+        return props
 
     def template_ID(self, *_a, **_k):
         pass
@@ -490,7 +491,15 @@ def test_depth_tab_shows_footage_and_its_range(tmp_path):
     log = drawn(sidebar.MainPanel)
     labels = " ".join(e[1] for e in log if e[0] == "label")
     assert "frames 10-4" in labels and "make End at least Start" in labels, labels
-    assert ("operator", "boost_depth.estimate", False) in [e for e in log if e[0] == "operator"]
+    assert ("boost_depth.estimate", False) in [e[1:3] for e in log if e[0] == "operator"]
+    assert not any(getattr(e[3], "start_over", False) for e in log if e[0] == "operator")  # no earlier job
+    job = tmp_path / "shots" / "shot_depth" / ".boost_depth_job"  # an earlier job's record: Start Over is offered
+    job.mkdir(parents=True)
+    (job / "job.json").write_text("{}")
+    s.footage_end = 12
+    log = drawn(sidebar.MainPanel)
+    (start_over,) = [e for e in log if e[0] == "operator" and getattr(e[3], "start_over", False)]
+    assert start_over[1:3] == ("boost_depth.estimate", True)
     s.footage_scope = "FRAME"
     log = drawn(sidebar.MainPanel)
     assert not any(e[0] == "prop" and e[1] == "footage_start" for e in log)
