@@ -101,6 +101,12 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
             distance = build.focus_distance(
                 z_map, self.focus, pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph)
             )
+            sequence = footage.DepthSequence.of(depth)
+            self._footage = sequence is not None
+            distances = None  # footage: every frame's focus, read before the scene changes
+            if sequence is not None and self.animate_focus:
+                distances = build.focus_over_frames(depth, sequence, mapping, self.focus,
+                                                    pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph))
             camera = build.ensure_camera(
                 context,
                 photo.name,
@@ -116,16 +122,8 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        sequence = footage.DepthSequence.of(depth)
-        self._footage = sequence is not None
         keyed = ""
-        if sequence is not None and self.animate_focus:
-            try:
-                distances = build.focus_over_frames(depth, sequence, mapping, self.focus,
-                                                    pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph))
-            except ValueError as error:
-                self.report({"ERROR"}, str(error))
-                return {"CANCELLED"}
+        if distances is not None and sequence is not None:
             build.set_dof(camera, distance, self.fstop)
             footage.key_focus(camera, distances)
             camera.data.dof.focus_distance = distances[min(max(context.scene.frame_current, sequence.start),

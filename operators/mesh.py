@@ -129,12 +129,11 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
             return {"CANCELLED"}
         photo, depth = t
         try:
+            values = footage.depth_values(depth)  # read (and for footage, checked) before the scene changes
             camera = None
             existing = bpy.data.objects.get(f"{photo.name}{build.CAMERA_SUFFIX}")
             if self.camera:
-                h, w = (
-                    footage.depth_values(depth).shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
-                )
+                h, w = values.shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
                 camera = build.ensure_camera(context, photo.name, w, h, fov=self.fov, sensor=self.sensor)
             elif existing is not None and existing.type == "CAMERA":
                 camera = existing

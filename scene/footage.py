@@ -289,7 +289,11 @@ def read_frame(path: Path) -> np.ndarray:
         raise ValueError(f"depth frame {path} not found; run Estimate Depth over the frame range again")
 
     def load():
-        values = np.load(path, allow_pickle=False)
+        try:
+            values = np.load(path, allow_pickle=False)
+        except (OSError, EOFError, ValueError) as error:
+            raise ValueError(f"cannot read depth frame {path} ({error}); run Estimate Depth over the frame range "
+                             "again (Start Over)") from None
         if values.ndim == 3:
             values = values[..., 0]
         if values.ndim != 2:

@@ -322,6 +322,27 @@ def test_dof_camera_keys_its_focus_on_a_picked_point_per_frame(estimated):
     assert cam.data.dof.focus_distance == pytest.approx(expected[4], rel=1e-5)  # the current frame's
 
 
+def test_a_lost_depth_frame_is_named_and_nothing_is_built(estimated, tmp_path):
+    import shutil
+
+    footage = ext("scene.footage")
+    sequence = open_sequence(estimated["frames"][0])
+    folder = tmp_path / "copy"
+    shutil.copytree(estimated["folder"], folder)
+    record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "folder": str(folder)})
+    footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    (folder / "shot_0004.npy").write_bytes(b"not a depth map")  # broken after loading
+    scene = bpy.context.scene
+    scene.frame_set(4)
+    before = sorted(o.name for o in bpy.data.objects)
+    with pytest.raises(RuntimeError, match=r"cannot read depth frame .*shot_0004\.npy.*Estimate Depth"):
+        bpy.ops.boost_depth.mesh_from_depth(image=sequence.name, resolution=9)
+    scene.frame_set(2)
+    with pytest.raises(RuntimeError, match=r"shot_0004\.npy"):  # animating the focus reads every frame
+        bpy.ops.boost_depth.dof_camera(image=sequence.name, focus="CENTER", animate_focus=True)
+    assert sorted(o.name for o in bpy.data.objects) == before  # no camera, no mesh half-made
+
+
 # Requests and refusals (no engine run) --------------------------------------------------------------------------
 def build_request(sequence, **kw):
     request = ext("engine_link.request")
