@@ -343,6 +343,85 @@ def test_a_lost_depth_frame_is_named_and_nothing_is_built(estimated, tmp_path):
     assert sorted(o.name for o in bpy.data.objects) == before  # no camera, no mesh half-made
 
 
+def render_view_z(path):
+    """Render the scene camera's view with every object showing its view-space depth (Cycles, 1 sample, no pixel
+    filter), as float EXR values: (H, W) top-down."""
+    scene = bpy.context.scene
+    material = bpy.data.materials.new("view z")
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    nodes, links = material.node_tree.nodes, material.node_tree.links
+    nodes.clear()
+    camera_data, emission, out = (nodes.new(t) for t in ("ShaderNodeCameraData", "ShaderNodeEmission",
+                                                          "ShaderNodeOutputMaterial"))
+    links.new(camera_data.outputs["View Z Depth"], emission.inputs["Color"])
+    links.new(emission.outputs[0], out.inputs["Surface"])
+    for obj in scene.objects:
+        if obj.type == "MESH":
+            obj.data.materials.clear()
+            obj.data.materials.append(material)
+    scene.render.engine = "CYCLES"
+    scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising = "CPU", 1, False
+    scene.cycles.filter_width = 0.01
+    scene.render.threads_mode, scene.render.threads = "FIXED", 2
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 96, 64, 100
+    scene.render.image_settings.file_format = "OPEN_EXR"
+    scene.render.image_settings.color_depth = "32"
+    scene.render.filepath = str(path)
+    if scene.world is not None:
+        scene.world = None
+    bpy.ops.render.render(write_still=True)
+    return file_pixels(path)[..., 0].astype(np.float64)
+
+
+def test_cycles_renders_follow_the_frames(estimated, tmp_path):
+    """What a farm renders: frame n of the mesh (moved by the frame handler) and of the displaced plane (its
+    texture follows by itself) shows frame n's depth."""
+    sequence, _depth = reload(estimated)
+    scene = bpy.context.scene
+    scene.frame_set(2)
+    bpy.ops.boost_depth.mesh_from_depth(image=sequence.name, fov=FOV, resolution=97, near=NEAR, far=FAR,
+                                        discontinuity=0.0)
+    def at_pixel_centres(values):  # the mesh's depth between its vertices (which lie on pixel corners)
+        z = -pinhole_vertices(values, 65, 97)[:, 2].reshape(65, 97)
+        return (z[:-1, :-1] + z[1:, :-1] + z[:-1, 1:] + z[1:, 1:]) / 4
+
+    expected = {n: at_pixel_centres(npy(estimated, n)) for n in (3, 5)}
+    for frame in (5, 3):
+        scene.frame_set(frame)
+        rendered = render_view_z(tmp_path / f"mesh_{frame}.exr")
+        right = np.abs(rendered - expected[frame]) / expected[frame]
+        wrong = np.abs(rendered - expected[8 - frame]) / expected[8 - frame]
+        assert np.median(right) < 0.01 and np.median(wrong) > 5 * np.median(right), (frame, right, wrong)
+    # the displaced plane alone, with the extension's frame handler removed: no Python follows the frames
+    bpy.data.objects.remove(bpy.data.objects[f"{sequence.name} mesh"])
+    bpy.ops.boost_depth.displaced_plane(image=sequence.name, fov=FOV, resolution=193, distance=5.0, relief=2.0)
+    maps = {n: npy(estimated, n).astype(np.float64) for n in range(START, END + 1)}
+    lo, hi = min(m.min() for m in maps.values()), max(m.max() for m in maps.values())
+    # the plane's vertices lie on the picture's grid at distance 5 and move towards the camera (along its axis)
+    # by 2 * (value - lo) / (hi - lo): each lands on screen at its pixel, scaled from the centre by 5 / z
+    gx, gy = np.meshgrid(np.linspace(0, 96, 193)[4:-4:6], np.linspace(0, 64, 129)[4:-4:6])
+
+    def plane_seen(values):
+        z = 5.0 - 2.0 * (bilinear(values, gx, gy) - lo) / (hi - lo)
+        px, py = 48 + (gx - 48) * 5.0 / z, 32 + (gy - 32) * 5.0 / z
+        return z, np.clip(py.astype(int), 0, 63), np.clip(px.astype(int), 0, 95)
+
+    footage = ext("scene.footage")
+    footage.unregister_handlers()
+    try:
+        for frame in (5, 3):
+            scene.frame_set(frame)
+            rendered = render_view_z(tmp_path / f"plane_{frame}.exr")
+            z, rows, cols = plane_seen(maps[frame])
+            right = np.median(np.abs(rendered[rows, cols] - z))
+            z, rows, cols = plane_seen(maps[8 - frame])
+            wrong = np.median(np.abs(rendered[rows, cols] - z))
+            assert right < 0.04 and wrong > 4 * right, (frame, right, wrong)
+    finally:
+        footage.register_handlers()
+
+
 # Requests and refusals (no engine run) --------------------------------------------------------------------------
 def build_request(sequence, **kw):
     request = ext("engine_link.request")
