@@ -343,9 +343,10 @@ def test_a_lost_depth_frame_is_named_and_nothing_is_built(estimated, tmp_path):
     assert sorted(o.name for o in bpy.data.objects) == before  # no camera, no mesh half-made
 
 
-def render_view_z(path):
-    """Render the scene camera's view with every object showing its view-space depth (Cycles, 1 sample, no pixel
-    filter), as float EXR values: (H, W) top-down."""
+def render_view_z(folder, frames):
+    """Render the animation over ``frames`` (as a farm does: Blender steps the frames itself) from the scene camera
+    with every object showing its view-space depth (Cycles, 1 sample, no pixel filter): {frame: (H, W) top-down
+    float EXR values}."""
     scene = bpy.context.scene
     material = bpy.data.materials.new("view z")
     if bpy.app.version < (5, 0, 0):
@@ -367,16 +368,17 @@ def render_view_z(path):
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 96, 64, 100
     scene.render.image_settings.file_format = "OPEN_EXR"
     scene.render.image_settings.color_depth = "32"
-    scene.render.filepath = str(path)
+    scene.render.filepath = str(folder / "z_####")
     if scene.world is not None:
         scene.world = None
-    bpy.ops.render.render(write_still=True)
-    return file_pixels(path)[..., 0].astype(np.float64)
+    scene.frame_start, scene.frame_end = min(frames), max(frames)
+    bpy.ops.render.render(animation=True)
+    return {n: file_pixels(folder / f"z_{n:04d}.exr")[..., 0].astype(np.float64) for n in frames}
 
 
 def test_cycles_renders_follow_the_frames(estimated, tmp_path):
-    """What a farm renders: frame n of the mesh (moved by the frame handler) and of the displaced plane (its
-    texture follows by itself) shows frame n's depth."""
+    """What a farm renders (an animation render): frame n of the mesh (moved by the frame handler) and of the
+    displaced plane (its texture follows by itself) shows frame n's depth."""
     sequence, _depth = reload(estimated)
     scene = bpy.context.scene
     scene.frame_set(2)
@@ -387,9 +389,9 @@ def test_cycles_renders_follow_the_frames(estimated, tmp_path):
         return (z[:-1, :-1] + z[1:, :-1] + z[:-1, 1:] + z[1:, 1:]) / 4
 
     expected = {n: at_pixel_centres(npy(estimated, n)) for n in (3, 5)}
+    renders = render_view_z(tmp_path / "mesh", (3, 4, 5))
     for frame in (5, 3):
-        scene.frame_set(frame)
-        rendered = render_view_z(tmp_path / f"mesh_{frame}.exr")
+        rendered = renders[frame]
         right = np.abs(rendered - expected[frame]) / expected[frame]
         wrong = np.abs(rendered - expected[8 - frame]) / expected[8 - frame]
         assert np.median(right) < 0.01 and np.median(wrong) > 5 * np.median(right), (frame, right, wrong)
@@ -410,9 +412,9 @@ def test_cycles_renders_follow_the_frames(estimated, tmp_path):
     footage = ext("scene.footage")
     footage.unregister_handlers()
     try:
+        renders = render_view_z(tmp_path / "plane", (3, 4, 5))
         for frame in (5, 3):
-            scene.frame_set(frame)
-            rendered = render_view_z(tmp_path / f"plane_{frame}.exr")
+            rendered = renders[frame]
             z, rows, cols = plane_seen(maps[frame])
             right = np.median(np.abs(rendered[rows, cols] - z))
             z, rows, cols = plane_seen(maps[8 - frame])
