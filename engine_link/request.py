@@ -279,6 +279,13 @@ def engine_runs_jobs() -> bool:
         return False
 
 
+class FootageJob(engine_process.EngineJob):
+    """The engine child of a footage estimate; its failure says the fix in Blender's words."""
+
+    def error_summary(self) -> str:
+        return super().error_summary().replace("pass --start-over", "press Start Over in the Depth tab")
+
+
 @dataclass
 class FootageRequest(EngineRequest):
     """An estimate of every frame of an image sequence or a movie in ``start..end`` (scene frames), written to
@@ -289,6 +296,9 @@ class FootageRequest(EngineRequest):
     net: str = ""
     mode: str = ""
     kind: str = "inverse_depth"
+
+    def job(self) -> engine_process.EngineJob:
+        return FootageJob(engine_process.engine_command(self.python, self.arguments), env=self.env)
 
     @classmethod
     def build(cls, context, photo, *, net: str = "", mode: str = "", max_res: int = 0, formats=(),

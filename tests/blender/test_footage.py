@@ -499,6 +499,33 @@ def test_movie_source(tmp_path, engine_python, monkeypatch):
         build_request(clip)
 
 
+def test_estimating_again_resumes_with_the_job_engine_and_redoes_without_it(use_engine, synthetic_weights,
+                                                                            tmp_path):
+    jobs = ext("engine_link.request").engine_runs_jobs()
+    frames = panned_frames(tmp_path / "shots", count=3)
+    sequence = open_sequence(frames[0])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 3
+    run = {"image": sequence.name, "net": "midas_v2", "mode": "r0", **weights_args(synthetic_weights)}
+    assert bpy.ops.boost_depth.estimate(**run) == {"FINISHED"}
+    folder = tmp_path / "shots" / "shot_depth"
+    written = {p.name: p.stat().st_mtime_ns for p in folder.glob("shot_*")}
+    assert len(written) == 6
+    time.sleep(0.05)
+    assert bpy.ops.boost_depth.estimate(**run) == {"FINISHED"}
+    again = {p.name: p.stat().st_mtime_ns for p in folder.glob("shot_*")}
+    depth = bpy.data.images[f"{sequence.name} depth"]
+    assert depth.source == "SEQUENCE" and len([i for i in bpy.data.images if i.name.endswith(" depth")]) == 1
+    if jobs:  # the job file knows the frames are done: none is written again
+        assert again == written
+        with pytest.raises(RuntimeError, match="other settings.*press Start Over in the Depth tab"):
+            bpy.ops.boost_depth.estimate(**run, max_res=48)
+        assert bpy.data.images[f"{sequence.name} depth"] == depth  # the scene as it was
+        assert bpy.ops.boost_depth.estimate(**run, max_res=48, start_over=True) == {"FINISHED"}
+    else:  # today's engine keeps no record: every frame is redone
+        assert again.keys() == written.keys() and all(again[k] > written[k] for k in written)
+
+
 def test_this_frame_only_still_gives_one_depth_image(use_engine, synthetic_weights, tmp_path):
     frames = panned_frames(tmp_path / "shots", count=3)
     sequence = open_sequence(frames[0])
