@@ -526,6 +526,41 @@ def test_estimating_again_resumes_with_the_job_engine_and_redoes_without_it(use_
         assert again.keys() == written.keys() and all(again[k] > written[k] for k in written)
 
 
+def test_movie_estimate_end_to_end(use_engine, synthetic_weights, tmp_path):
+    """A movie over scene frames 2..3: with the job engine, the depth sequence clip_000002.exr.. follows the
+    timeline; today's engine cannot read movies, and Estimate says so without starting anything."""
+    movie = tmp_path / "clip.avi"
+    code = ("import sys, cv2\n"
+            "photo = cv2.imread(sys.argv[2])\n"
+            "w = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*'MJPG'), 24, (96, 64))\n"
+            "assert w.isOpened()\n"
+            "[w.write(cv2.resize(photo[k * 3:k * 3 + 48, k * 5:k * 5 + 72], (96, 64))) for k in range(4)]\n"
+            "w.release()\n")
+    subprocess.run([use_engine, "-c", code, str(movie), str(DATA / "photo_96x64.png")], check=True, timeout=120)
+    clip = bpy.data.images.load(str(movie))
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 2, 3
+    run = {"image": clip.name, "net": "midas_v2", "mode": "r0", **weights_args(synthetic_weights)}
+    if not ext("engine_link.request").engine_runs_jobs():
+        with pytest.raises(RuntimeError, match="cannot read movie files yet"):
+            bpy.ops.boost_depth.estimate(**run)
+        assert not ext("engine_link.running").running() and f"{clip.name} depth" not in bpy.data.images
+        return
+    assert bpy.ops.boost_depth.estimate(**run) == {"FINISHED"}
+    folder = tmp_path / "clip_depth"
+    assert sorted(p.name for p in folder.glob("clip_*")) == [
+        "clip_000002.exr", "clip_000002.npy", "clip_000003.exr", "clip_000003.npy"]
+    depth = bpy.data.images[f"{clip.name} depth"]
+    assert depth.source == "SEQUENCE" and Path(bpy.path.abspath(depth.filepath)) == folder / "clip_000002.exr"
+    bpy.ops.boost_depth.mesh_from_depth(image=clip.name, fov=FOV, resolution=13, near=NEAR, far=FAR,
+                                        discontinuity=0.0)
+    obj = bpy.data.objects[f"{clip.name} mesh"]
+    for frame in (3, 2):
+        scene.frame_set(frame)
+        expected = pinhole_vertices(np.load(folder / f"clip_{frame:06d}.npy"), 9, 13)
+        np.testing.assert_allclose(mesh_co(obj.data), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_this_frame_only_still_gives_one_depth_image(use_engine, synthetic_weights, tmp_path):
     frames = panned_frames(tmp_path / "shots", count=3)
     sequence = open_sequence(frames[0])
