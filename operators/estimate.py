@@ -358,7 +358,7 @@ def apply_footage_result(job, job_request) -> None:
     props = {"net": job_request.net, "mode": job_request.mode, "R": first.get("R"), "factor": first.get("factor")}
     sequence = job_request.sequence
     depth = footage.load_depth_sequence(sequence, photo.name, kind, props)
-    footage.show_in_editors(photo, depth, sequence)
+    footage.retime_users(photo, depth, sequence)
 
 
 class BOOST_DEPTH_OT_cancel(bpy.types.Operator):

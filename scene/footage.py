@@ -465,7 +465,7 @@ def key_focus(camera, distances: dict) -> None:
             point.interpolation = "LINEAR"
 
 
-def show_in_editors(photo, depth_image, sequence: DepthSequence) -> int:
+def retime_users(photo, depth_image, sequence: DepthSequence) -> int:
     """Everything that shows the photo or its depth image follows the timeline with the depth's frame mapping:
     Image Editors, image textures (the displaced plane's) and image nodes of materials (the photo material).
     Returns how many image users were set."""

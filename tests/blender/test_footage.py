@@ -134,6 +134,9 @@ def estimated(addon, engine_python, synthetic_weights, tmp_path_factory):
     scene.frame_set(3)
     sequence = open_sequence(frames[0])
     scene.boost_depth.image = sequence
+    area = bpy.context.window_manager.windows[0].screen.areas[0]
+    area.type = "IMAGE_EDITOR"
+    area.spaces.active.image = sequence  # an editor showing the footage: its frames follow the depth's mapping
     bpy.ops.ed.undo_push(message="sequence opened")
     started = time.monotonic()
     result = bpy.ops.boost_depth.estimate(net="midas_v2", mode="r0", **weights_args(synthetic_weights))
@@ -147,6 +150,8 @@ def estimated(addon, engine_python, synthetic_weights, tmp_path_factory):
             depth.colorspace_settings.is_data, "packed": depth.packed_file is not None, "kind": depth["depth_kind"],
             "footage": depth["depth_footage"].to_dict()},
         "state": bpy.context.window_manager.boost_depth_job.last_error,
+        "editor": tuple(getattr(area.spaces.active.image_user, k) for k in (
+            "frame_start", "frame_duration", "frame_offset", "use_auto_refresh")),
     }
     name = sequence.name
     bpy.ops.ed.undo()  # one step back: the sequence without its depth
@@ -192,6 +197,7 @@ def test_estimate_over_the_range_writes_and_loads_a_depth_sequence(estimated):
     assert all(np.abs(a - b).mean() > 1e-4 for a, b in zip(maps, maps[1:]))  # the camera pans: frames differ
     if ext("engine_link.request").engine_runs_jobs():  # the job engine (issue 22 part 1) keeps its job file there
         assert (folder / ".boost_depth_job" / "job.json").is_file()
+    assert seen["editor"] == (START, END - START + 1, START - 1, True)  # scene frame n shows frame n
     assert seen["after_undo"]  # one undo step: the result as a whole
 
 
@@ -201,7 +207,7 @@ def test_depth_sequence_shows_depth_frame_n_at_scene_frame_n(estimated):
     area.type = "IMAGE_EDITOR"
     space = area.spaces.active
     space.image = depth
-    ext("scene.footage").show_in_editors(None, depth, ext("scene.footage").DepthSequence.of(depth))
+    ext("scene.footage").retime_users(None, depth, ext("scene.footage").DepthSequence.of(depth))
     user = space.image_user
     assert user.use_auto_refresh and not user.use_cyclic
     for frame, number in ((2, 2), (3, 3), (5, 5), (9, 5)):  # after the range: the last one held
@@ -292,7 +298,7 @@ def test_displaced_plane_texture_follows_the_frames(estimated):
     footage = ext("scene.footage")
     record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "start": 3, "end": 4})
     again = footage.load_depth_sequence(record, sequence.name, "inverse_depth")
-    assert footage.show_in_editors(sequence, again, record) >= 2
+    assert footage.retime_users(sequence, again, record) >= 2
     assert texture.image == again and (texture.image_user.frame_start, texture.image_user.frame_duration) == (3, 2)
 
 
