@@ -257,7 +257,7 @@ def load_depth_sequence(sequence: DepthSequence, photo_name: str, kind: str, pro
 
 
 # --------------------------------------------------------------------------------------------- reading frames
-_CACHE_SIZE = 24
+_CACHE_BYTES = 256 << 20  # per cache (depth maps; mesh vertices): a few 4K frames, dozens of small ones
 _values: OrderedDict = OrderedDict()  # (path, mtime_ns, size) -> (H, W) float32, top-down
 
 
@@ -270,11 +270,13 @@ def _file_key(path: Path):
 
 
 def _cached(cache: OrderedDict, key, make):
+    """``cache[key]``, made by ``make()`` when missing; the least recently used arrays are dropped beyond
+    _CACHE_BYTES (the newest always stays)."""
     value = cache.get(key)
     if value is None:
         value = make()
         cache[key] = value
-        while len(cache) > _CACHE_SIZE:
+        while len(cache) > 1 and sum(v.nbytes for v in cache.values()) > _CACHE_BYTES:
             cache.popitem(last=False)
     else:
         cache.move_to_end(key)

@@ -247,6 +247,33 @@ def test_mesh_from_depth_follows_the_frames(estimated):
         estimated["shots"] / "shot_0004.png")
 
 
+def test_frames_are_read_once_and_again_when_their_file_changes(estimated, tmp_path, monkeypatch):
+    import shutil
+
+    footage = ext("scene.footage")
+    sequence = open_sequence(estimated["frames"][0])
+    folder = tmp_path / "copy"
+    shutil.copytree(estimated["folder"], folder)
+    record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "folder": str(folder)})
+    footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    scene = bpy.context.scene
+    scene.frame_set(2)
+    bpy.ops.boost_depth.mesh_from_depth(image=sequence.name, fov=FOV, resolution=13, near=NEAR, far=FAR,
+                                        discontinuity=0.0)
+    obj = bpy.data.objects[f"{sequence.name} mesh"]
+    loads = []
+    real_load = np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(Path(a[0]).name) or real_load(*a, **k))
+    for frame in (3, 4, 3, 4, 2):
+        scene.frame_set(frame)
+    assert sorted(loads) == ["shot_0003.npy", "shot_0004.npy"]  # frame 2 was read by the build
+    changed = np.ascontiguousarray(real_load(folder / "shot_0004.npy")[:, ::-1])  # mirrored
+    np.save(folder / "shot_0004.npy", changed)
+    scene.frame_set(4)
+    assert loads[-1] == "shot_0004.npy"
+    np.testing.assert_allclose(mesh_co(obj.data), pinhole_vertices(changed, 9, 13), rtol=1e-5, atol=1e-5)
+
+
 def test_frame_handler_does_nothing_without_footage_and_unregisters(estimated):
     footage = ext("scene.footage")
     scene = bpy.context.scene
