@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
+import addon_utils  # noqa: E402
 
-from conftest import DATA, ext, prefs, wait_for  # noqa: E402
+from conftest import ADDON, DATA, ext, prefs, wait_for  # noqa: E402
 
 FOV = math.radians(50.0)
 FRAMES = 5  # shot_0001.png .. shot_0005.png
@@ -274,8 +275,7 @@ def test_frames_are_read_once_and_again_when_their_file_changes(estimated, tmp_p
     np.testing.assert_allclose(mesh_co(obj.data), pinhole_vertices(changed, 9, 13), rtol=1e-5, atol=1e-5)
 
 
-def test_frame_handler_does_nothing_without_footage_and_unregisters(estimated):
-    footage = ext("scene.footage")
+def test_frame_handler_does_nothing_without_footage_and_unregisters():
     scene = bpy.context.scene
     photo = bpy.data.images.load(str(DATA / "photo_96x64.png"))
     bpy.ops.boost_depth.load_depth(filepath=str(DATA / "depth_96x64.exr"), image=photo.name)
@@ -284,13 +284,21 @@ def test_frame_handler_does_nothing_without_footage_and_unregisters(estimated):
     before = mesh_co(still.data).copy()
     scene.frame_set(7)
     np.testing.assert_array_equal(mesh_co(still.data), before)  # a still's mesh is left alone
-    footage.unregister_handlers()
+
+    def ours():
+        return [h for h in bpy.app.handlers.frame_change_post if h.__name__ == "follow_frame"
+                and h.__module__.endswith(".scene.footage")]
+
+    assert len(ours()) == 1
+    addon_utils.disable(ADDON, default_set=True)  # the extension disabled: its handler goes with it
     try:
-        assert footage.follow_frame not in bpy.app.handlers.frame_change_post
+        assert ours() == []
     finally:
-        footage.register_handlers()
+        addon_utils.enable(ADDON, default_set=True)
+    assert len(ours()) == 1
+    footage = ext("scene.footage")
     footage.register_handlers()  # twice: still once
-    assert list(bpy.app.handlers.frame_change_post).count(footage.follow_frame) == 1
+    assert len(ours()) == 1
 
 
 def test_displaced_plane_texture_follows_the_frames(estimated):
