@@ -191,7 +191,8 @@ class DepthSequence:
         return min(max(int(scene_frame), self.start), self.end) + self.offset
 
     def path(self, scene_frame: int, ext: str = ".exr") -> Path:
-        return Path(self.folder) / f"{self.prefix}{self.number(scene_frame):0{self.width}d}{self.suffix}{ext}"
+        folder = Path(bpy.path.abspath(self.folder))  # "//depth/" in a saved .blend: beside it, wherever it is
+        return folder / f"{self.prefix}{self.number(scene_frame):0{self.width}d}{self.suffix}{ext}"
 
 
 def set_frame_user(image_user, start: int, end: int, offset: int) -> None:
@@ -248,7 +249,14 @@ def load_depth_sequence(sequence: DepthSequence, photo_name: str, kind: str, pro
     image.use_fake_user = True
     image[images.KIND_KEY] = kind
     image[images.SOURCE_KEY] = photo_name
-    image[FOOTAGE_KEY] = sequence.record()
+    record = sequence.record()
+    if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
+        try:  # relative to the saved .blend, as Blender stores the files it opens: the shot moves as a whole
+            image.filepath = bpy.path.relpath(bpy.path.abspath(image.filepath))
+            record["folder"] = bpy.path.relpath(str(Path(bpy.path.abspath(sequence.folder)))) + "/"
+        except ValueError:  # another drive (Windows): keep them absolute
+            pass
+    image[FOOTAGE_KEY] = record
     for key, value in (properties or {}).items():
         if value is not None:
             image[f"depth_{key}"] = value

@@ -248,6 +248,30 @@ def test_mesh_from_depth_follows_the_frames(estimated):
         estimated["shots"] / "shot_0004.png")
 
 
+def test_a_saved_blend_refers_to_the_depth_relatively_and_moves_with_it(estimated, tmp_path):
+    import shutil
+
+    shot = tmp_path / "shot"
+    shutil.copytree(estimated["shots"], shot)
+    bpy.ops.wm.save_as_mainfile(filepath=str(shot / "scene.blend"))
+    footage = ext("scene.footage")
+    sequence = open_sequence(shot / "shot_0001.png")
+    record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "folder": str(shot / "shot_depth")})
+    depth = footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    assert depth.filepath == "//shot_depth/shot_0002.exr" and depth["depth_footage"]["folder"] == "//shot_depth/"
+    bpy.ops.boost_depth.mesh_from_depth(image=sequence.name, fov=FOV, resolution=13, near=NEAR, far=FAR,
+                                        discontinuity=0.0)
+    name = f"{sequence.name} mesh"
+    bpy.ops.wm.save_mainfile()
+    moved = tmp_path / "elsewhere"
+    shutil.move(shot, moved)  # the whole shot moves (another machine's mount)
+    bpy.ops.wm.open_mainfile(filepath=str(moved / "scene.blend"))
+    obj = bpy.data.objects[name]
+    bpy.context.scene.frame_set(4)
+    expected = pinhole_vertices(np.load(moved / "shot_depth" / "shot_0004.npy"), 9, 13)
+    np.testing.assert_allclose(mesh_co(obj.data), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_frames_are_read_once_and_again_when_their_file_changes(estimated, tmp_path, monkeypatch):
     import shutil
 
