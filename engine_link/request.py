@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,3 +297,118 @@ class EstimateRequest(EngineRequest):
         python, deps = engine_python(prefs)
         return cls(python, engine_environment(deps), arguments, workdir, f"Depth of {photo_name}", warnings, photo_name=photo_name,
                    file_path=path, side_path=side_path, formats=sorted(formats), net=net, mode=mode)
+
+
+# --------------------------------------------------------------------------------------------- footage
+def engine_runs_jobs() -> bool:
+    """Does the engine this extension runs (its bundled ``boost_core``, first on the child's PYTHONPATH) take
+    frame patterns, movies and ``--frames`` with a resumable job file (issue 22)? Without it, an image sequence
+    is handed over one file per frame and a movie cannot be read."""
+    import importlib.util
+
+    package = __package__.rsplit(".", 1)[0] if __package__ and "." in __package__ else ""
+    name = f"{package}.boost_core.footage.job" if package else "boost_core.footage.job"
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+class FootageJob(engine_process.EngineJob):
+    """The engine child of a footage estimate; its failure says the fix in Blender's words."""
+
+    def error_summary(self) -> str:
+        return super().error_summary().replace("pass --start-over", "press Start Over in the Depth tab")
+
+
+@dataclass
+class FootageRequest(EngineRequest):
+    """An estimate of every frame of an image sequence or a movie in ``start..end`` (scene frames), written to
+    ``sequence.folder`` (kept: the depth sequence lives there, with the engine's job file)."""
+
+    photo_name: str = ""
+    sequence: typing.Any = None  # scene.footage.DepthSequence
+    net: str = ""
+    mode: str = ""
+    kind: str = "inverse_depth"
+
+    def job(self) -> engine_process.EngineJob:
+        return FootageJob(engine_process.engine_command(self.python, self.arguments), env=self.env,
+                          log_path=log_path(self.title))
+
+    @classmethod
+    def build(cls, context, photo, *, net: str = "", mode: str = "", max_res: int = 0, formats=(),
+              start: int | None = None, end: int | None = None, folder: str = "", start_over: bool = False,
+              base_weights: str = "", merge_weights: str = "") -> "FootageRequest":
+        """Resolve the footage behind ``photo`` (an Image with source 'SEQUENCE' or 'MOVIE'), the frames (the
+        Depth tab's range unless ``start``/``end`` are given), the folder and the network. Raises RequestError
+        naming the problem and the fix; nothing is written before the child starts."""
+        from ..scene import footage
+
+        prefs = settings.preferences(context)
+        s = context.scene.boost_depth
+        if running.running():
+            raise RequestError("A depth job is running (cancel it or wait)")
+        try:
+            source = footage.source_of(photo)
+        except footage.FootageError as error:
+            raise RequestError(f"Estimate Depth: {error}") from None
+        first, last = footage.frame_range(s, context.scene)
+        first = first if start is None else int(start)
+        last = last if end is None else int(end)
+        if last < first:
+            raise RequestError(f"The frame range {first}-{last} is empty: make End at least Start")
+        offset = int(s.footage_offset)
+        numbers = range(first + offset, last + offset + 1)
+        if numbers.start < (1 if source.kind == "MOVIE" else 0):
+            raise RequestError(f"Scene frame {first} is footage frame {numbers.start}, before the first one: "
+                               "raise Start or the Offset")
+        if source.kind == "MOVIE" and source.frames and numbers.stop - 1 > source.frames:
+            raise RequestError(f"The movie has {source.frames} frames but scene frame {last} is its frame "
+                               f"{numbers.stop - 1}: lower End or the Offset")
+        missing = footage.missing_frames(source, numbers)
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise RequestError(f"Footage frames not found: {', '.join(str(p) for p in missing[:3])}{more}; "
+                               "change the frame range (or the Offset) to frames that exist")
+        jobs = engine_runs_jobs()
+        if source.kind == "MOVIE" and not jobs:
+            raise RequestError("This version of the depth engine cannot read movie files yet: render the movie "
+                               "to an image sequence (e.g. PNG frames) and open that instead")
+        net = resolve_net(net, prefs)
+        if net not in settings.network_names():
+            raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
+        mode = resolve_mode(mode, prefs)
+        if not (base_weights and merge_weights):
+            missing_weights = settings.missing_weights(net, prefs, max_age=0.0)
+            if missing_weights:
+                raise RequestError(f"Missing weights: {', '.join(missing_weights)}; download them in "
+                                   "Preferences > Add-ons > Boost Depth")
+        out = Path(folder) if folder else footage.output_folder(s, source)
+        sequence = footage.DepthSequence.for_source(source, out, first, last, offset)
+        # exr: the Image sequence Blender shows and renders; npy: the same values for Python (mesh, focus)
+        fmts = list(dict.fromkeys(["exr", "npy", *sorted(formats)]))
+        if jobs:  # the engine walks the pattern / movie itself and keeps the job file beside the outputs
+            inputs = [source.pattern]
+        else:  # today's engine: one path per frame, outputs named after them; every frame is redone
+            inputs = [source.frame_file(n) for n in numbers]
+        arguments = engine_process.estimate_arguments(
+            inputs, net=net, mode=mode, output=out, formats=fmts, max_res=max_res or None, device=device(prefs),
+            base_weights=bpy.path.abspath(base_weights) if base_weights else None,
+            merge_weights=bpy.path.abspath(merge_weights) if merge_weights else None,
+            models_dir=settings.models_dir(prefs))
+        if jobs:
+            arguments += ["--frames", f"{numbers.start}-{numbers.stop - 1}"]
+            if start_over:
+                arguments += ["--start-over"]
+        else:
+            arguments += ["--overwrite"]
+        python, deps = engine_python(prefs)
+        env = engine_environment(deps)
+        try:
+            kind = settings.registry.get(net).output_kind
+        except (KeyError, AttributeError):
+            kind = "inverse_depth"
+        title = f"Depth of {photo.name} ({last - first + 1} frames)"
+        return cls(python, env, arguments, None, title, [], photo_name=photo.name, sequence=sequence, net=net,
+                   mode=mode, kind=kind)

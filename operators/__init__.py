@@ -5,6 +5,7 @@ import bpy
 
 from . import camera, estimate, load_depth, mesh, properties, setup
 from ..engine_link import running
+from ..scene import footage
 
 classes = (*estimate.classes, *mesh.classes, *camera.classes, *load_depth.classes, *setup.classes)
 
@@ -19,6 +20,7 @@ def register():
     for cls in classes:
         bpy.utils.register_class(cls)
     bpy.app.handlers.load_pre.append(_stop_jobs_on_load)
+    footage.register_handlers()  # depth meshes of footage follow the timeline
 
 
 def unregister():
@@ -26,6 +28,7 @@ def unregister():
         running.stop_all()
     finally:
         running.unregister_timer()
+    footage.unregister_handlers()
     if _stop_jobs_on_load in bpy.app.handlers.load_pre:
         bpy.app.handlers.load_pre.remove(_stop_jobs_on_load)
     for cls in reversed(classes):

@@ -7,7 +7,7 @@ import bpy
 from bpy.props import FloatProperty
 
 from ..scene import build
-from ..scene import images
+from ..scene import footage, images
 from .mesh import DepthOperator
 from .properties import RANGE_SETTINGS, OpCameraProps, OpDepthRangeProps, OpSceneChangeProps
 
@@ -25,6 +25,7 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         "pixel_y",
         "fstop",
         "sensor",
+        "animate_focus",
     )
 
     def draw(self, context):
@@ -39,6 +40,8 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
             col.prop(self, "pixel_y")
         layout.prop(self, "fstop")
         layout.prop(self, "sensor")
+        if getattr(self, "_footage", False):
+            layout.prop(self, "animate_focus")
         built = getattr(self, "_mapping_from", None)
         if built:
             layout.label(text=f"Depth range and FOV from {built}", icon="INFO")
@@ -85,6 +88,12 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
             distance = build.focus_distance(
                 z_map, self.focus, pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph)
             )
+            sequence = footage.DepthSequence.of(depth)
+            self._footage = sequence is not None
+            distances = None  # footage: every frame's focus, read before the scene changes
+            if sequence is not None and self.animate_focus:
+                distances = build.focus_over_frames(depth, sequence, mapping, self.focus,
+                                                    pixel=(self.pixel_x, self.pixel_y), photo_size=(pw, ph))
             camera = build.ensure_camera(
                 context,
                 photo.name,
@@ -100,11 +109,20 @@ class BOOST_DEPTH_OT_dof_camera(DepthOperator, OpDepthRangeProps, OpCameraProps,
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        build.set_dof(camera, distance, self.fstop)
+        keyed = ""
+        if distances is not None and sequence is not None:
+            build.set_dof(camera, distance, self.fstop)
+            footage.key_focus(camera, distances)
+            camera.data.dof.focus_distance = distances[min(max(context.scene.frame_current, sequence.start),
+                                                               sequence.end)]
+            keyed = f", keyed on frames {sequence.start}-{sequence.end}"
+        else:
+            footage.clear_focus_keys(camera.data)  # a still focus replaces an animated one
+            build.set_dof(camera, distance, self.fstop)
         build.fit_clipping(camera, float(z_map.min()), float(z_map.max()))
         self.report(
             {"INFO"},
-            f"{camera.name}: focus {distance:.3f}, f/{self.fstop:g}, "
+            f"{camera.name}: focus {distance:.3f}{keyed}, f/{self.fstop:g}, "
             f"{camera.data.lens:.1f} mm on {camera.data.sensor_width:g} mm"
             + (f"; changed {', '.join(changes)}" if changes else ""),
         )

@@ -9,9 +9,9 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..engine_link import request, settings
-from ..scene import images
+from ..scene import footage, images
 from ..engine_link import running
-from .properties import FORMAT_ITEMS, mode_items, net_property
+from .properties import FOOTAGE_SCOPE_ITEMS, FORMAT_ITEMS, mode_items, net_property
 
 
 def editor_image(context):
@@ -45,6 +45,10 @@ def estimate_blocker(context, net: str | None = None) -> str | None:
             return "Photo file not found"
     elif context_photo(context) is None:
         return "No photo: " + request.SOURCE_HELP
+    elif footage.is_footage(context_photo(context)) and s.footage_scope == "RANGE":
+        start, end = footage.frame_range(s, context.scene)
+        if end < start:
+            return f"The frame range {start}-{end} is empty: make End at least Start"
     prefs = settings.preferences(context)
     name = request.resolve_net(net or s.net, prefs)
     if name not in settings.network_names():
@@ -145,6 +149,24 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         options={"SKIP_SAVE"},
         description="Merge network checkpoint (default: from the models folder)",
     )
+    scope: EnumProperty(
+        name="Footage",
+        items=FOOTAGE_SCOPE_ITEMS,
+        description="Image sequence or movie: every frame of the range, or the current frame only (default: the "
+        "Depth tab's choice)",
+        options={"SKIP_SAVE"},
+    )
+    frame_start: IntProperty(name="Start", description="First scene frame (default: the Depth tab's range)",
+                             options={"SKIP_SAVE"})
+    frame_end: IntProperty(name="End", description="Last scene frame (default: the Depth tab's range)",
+                           options={"SKIP_SAVE"})
+    folder: StringProperty(name="Depth Folder", subtype="DIR_PATH", options={"SKIP_SAVE"},
+                           description="Where the depth sequence goes (default: the Depth tab's)")
+    start_over: BoolProperty(
+        name="Start Over",
+        description="Footage: forget the job file's record of finished frames (needed when the settings changed)",
+        options={"SKIP_SAVE"},
+    )
     blocking: BoolProperty(
         name="Wait",
         description="Wait for the result before returning (scripts); the default in background mode",
@@ -163,6 +185,8 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
         for name in ("net", "mode", "max_res", "formats", "save_files", "keep_partial"):
             if not self.properties.is_property_set(name):
                 setattr(self, name, getattr(s, name))
+        if not self.properties.is_property_set("scope"):
+            self.scope = s.footage_scope
         if not self.image and not self.filepath:
             if editor_image(context) is not None or s.source == "IMAGE":
                 photo = context_photo(context)
@@ -224,8 +248,40 @@ class BOOST_DEPTH_OT_estimate(bpy.types.Operator):
             self.report({"WARNING"}, f"{active.title}: cancelled")
         return {"CANCELLED"}
 
+    def _footage(self, context):
+        """The footage Image when this run covers a frame range of an image sequence or a movie, else None."""
+        if self.filepath or self.scope != "RANGE":
+            return None
+        photo = bpy.data.images.get(self.image) if self.image else context_photo(context)
+        return photo if footage.is_footage(photo) else None
+
+    def _start_footage(self, context, photo):
+        try:
+            job_request = request.FootageRequest.build(
+                context, photo, net=self.net, mode=self.mode, max_res=self.max_res,
+                formats=set(self.formats) if self.save_files else set(),
+                start=self.frame_start if self.properties.is_property_set("frame_start") else None,
+                end=self.frame_end if self.properties.is_property_set("frame_end") else None,
+                folder=bpy.path.abspath(self.folder) if self.folder else "", start_over=self.start_over,
+                base_weights=self.base_weights, merge_weights=self.merge_weights)
+        except request.RequestError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        try:
+            running.start(context, job_request.job(), job_request.title,
+                          on_success=lambda done_job: apply_footage_result(done_job, job_request),
+                          undo_message="Estimate Depth")
+        except OSError as error:
+            self.report({"ERROR"}, f"Cannot start the depth engine with {job_request.python}: {error}. Check the "
+                                   "Python interpreter in Preferences > Add-ons > Boost Depth")
+            return {"CANCELLED"}
+        return {"RUNNING_MODAL"}
+
     def _start(self, context):
         """Build the request, start the child. {'RUNNING_MODAL'} when started, else {'CANCELLED'} (reported)."""
+        photo = self._footage(context)
+        if photo is not None:
+            return self._start_footage(context, photo)
         keywords = {name: getattr(self, name) for name in (
             "image", "filepath", "net", "mode", "max_res", "save_files", "base_weights", "merge_weights")}
         try:
@@ -289,6 +345,20 @@ def apply_result(job, job_request, partial=None) -> None:
         partial.finish()
     if side_path is not None and formats:
         side_outputs(outputs, side_path, formats)
+
+
+def apply_footage_result(job, job_request) -> None:
+    """Main thread, after success: the depth sequence as the Image ``<photo> depth`` (source 'SEQUENCE'), its
+    image users (Image Editors showing it or the photo, the photo's material) following the timeline."""
+    photo = bpy.data.images.get(job_request.photo_name)
+    if photo is None:
+        raise RuntimeError(f"the footage {job_request.photo_name!r} was removed while its depth was estimated")
+    kind = next((r.get("kind") for r in job.results if r.get("kind")), None) or job_request.kind
+    first = next((r for r in job.results if r.get("R") is not None), {})
+    props = {"net": job_request.net, "mode": job_request.mode, "R": first.get("R"), "factor": first.get("factor")}
+    sequence = job_request.sequence
+    depth = footage.load_depth_sequence(sequence, photo.name, kind, props)
+    footage.retime_users(photo, depth, sequence)
 
 
 class BOOST_DEPTH_OT_cancel(bpy.types.Operator):

@@ -8,7 +8,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..scene import build
-from ..scene import images
+from ..scene import footage, images
 from .estimate import context_photo
 from .properties import (RANGE_SETTINGS, SHADING_ITEMS, OpDepthRangeProps, OpMeshProps, OpSceneChangeProps,
                          fill_from_settings)
@@ -136,12 +136,11 @@ class BOOST_DEPTH_OT_mesh_from_depth(DepthOperator, OpDepthRangeProps, OpMeshPro
         photo, depth = t
         changes: list[str] = []
         try:
+            values = footage.depth_values(depth)  # read (and for footage, checked) before the scene changes
             camera = None
             existing = bpy.data.objects.get(f"{photo.name}{build.CAMERA_SUFFIX}")
             if self.camera:
-                h, w = (
-                    images.read_depth(depth).shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
-                )
+                h, w = values.shape if photo.size[0] == 0 else (photo.size[1], photo.size[0])
                 camera = build.ensure_camera(context, photo.name, w, h, fov=self.fov, sensor=self.sensor,
                                              set_render_resolution=self.set_render_resolution,
                                              make_active_camera=self.make_active_camera, changes=changes)

@@ -57,6 +57,10 @@ SHADING_ITEMS = (
     ("EMISSION", "Emission", "Shows the photo exactly as it is, unaffected by lights"),
     ("PRINCIPLED", "Principled", "Photo as base colour of a Principled BSDF, lit by the scene"),
 )
+FOOTAGE_SCOPE_ITEMS = (
+    ("RANGE", "Frame Range", "Every frame of the range: a depth sequence in a folder, resumable"),
+    ("FRAME", "This Frame", "Only the frame shown now: one depth image"),
+)
 FOCUS_ITEMS = (
     ("NEAREST", "Nearest Region", "Focus on the nearest region covering at least 5% of the picture"),
     ("CENTER", "Image Centre", "Focus on the depth under the centre of the picture"),
@@ -121,6 +125,12 @@ class MeshProps:
 
 class CameraProps:
     focus: EnumProperty(name="Focus", items=FOCUS_ITEMS, default="NEAREST")
+    animate_focus: BoolProperty(
+        name="Animate Focus",
+        description="Footage: keyframe the focus distance on every frame of the depth sequence from that "
+        "frame's depth (off: one focus distance from the current frame)",
+        default=False,
+    )
     pixel_x: IntProperty(name="X", description="Pixel column to focus on (0 = left)", default=0, min=0)
     pixel_y: IntProperty(
         name="Y", description="Pixel row to focus on (0 = bottom, as in the Image Editor)", default=0, min=0
@@ -233,6 +243,30 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
         default=False,
         description="When a Final estimate is cancelled (or fails), keep the depth image as far as it got "
         "instead of putting the scene back as it was",
+    )
+    footage_scope: EnumProperty(
+        name="Footage",
+        items=FOOTAGE_SCOPE_ITEMS,
+        default="RANGE",
+        description="For an image sequence or a movie: estimate every frame of the range, or the current one",
+    )
+    footage_scene_range: BoolProperty(
+        name="Scene Range",
+        default=True,
+        description="Estimate the scene's frame range (off: the Start and End below)",
+    )
+    footage_start: IntProperty(name="Start", description="First scene frame to estimate", default=1, min=0)
+    footage_end: IntProperty(name="End", description="Last scene frame to estimate", default=250, min=0)
+    footage_offset: IntProperty(
+        name="Offset",
+        description="Frame number of the footage shown at scene frame f: f + offset (e.g. 1000 for files "
+        "numbered from 1001 on a timeline from 1)",
+        default=0,
+    )
+    footage_folder: StringProperty(
+        name="Depth Folder",
+        subtype="DIR_PATH",
+        description="Where the depth sequence and its job file go (empty: '<name>_depth' beside the footage)",
     )
     relief: FloatProperty(
         name="Relief",

@@ -8,7 +8,7 @@ import typing
 import bpy
 
 from ..operators import estimate
-from ..scene import images
+from ..scene import footage, images
 from ..operators import mesh
 
 
@@ -125,6 +125,49 @@ def draw_source(layout, context):
         layout.prop(s, "filepath", text="")
 
 
+def footage_text(photo, context) -> str:
+    """'Image sequence · frames 1-250' / 'Movie · frames 1-120 (offset 1000)' for the panel."""
+    s = context.scene.boost_depth
+    start, end = footage.frame_range(s, context.scene)
+    what = "Movie" if photo.source == "MOVIE" else "Image sequence"
+    offset = f" (offset {s.footage_offset:+d})" if s.footage_offset else ""
+    return f"{what} · frames {start}-{end}{offset}"
+
+
+def draw_footage(layout, context, photo):
+    """An image sequence or a movie as the source: the whole range or this frame, the range and the folder."""
+    s = context.scene.boost_depth
+    box = layout.box()
+    col = box.column(align=True)
+    _lines(col, footage_text(photo, context), line_chars(context), "SEQUENCE", 2)
+    box.row().prop(s, "footage_scope", expand=True)
+    if s.footage_scope != "RANGE":
+        return
+    col = box.column(align=True)
+    col.use_property_split = True
+    col.use_property_decorate = False
+    col.prop(s, "footage_scene_range")
+    sub = col.column(align=True)
+    sub.enabled = not s.footage_scene_range
+    sub.prop(s, "footage_start", text="Start")
+    sub.prop(s, "footage_end", text="End")
+    col.prop(s, "footage_offset")
+    box.prop(s, "footage_folder", text="")
+    try:
+        folder = footage.output_folder(s, footage.source_of(photo))
+    except footage.FootageError as error:
+        _lines(box.column(align=True), str(error), line_chars(context), "ERROR", 4)
+        return
+    if not s.footage_folder.strip():
+        _lines(box.column(align=True), f"Depth into {folder.name}/ beside the footage", line_chars(context),
+               "FILE_FOLDER", 2)
+    if footage.has_job(folder):  # an earlier run's record: Estimate resumes it; this forgets it
+        row = box.row()
+        row.enabled = not estimate.running.running()
+        op = row.operator("boost_depth.estimate", text="Start Over", icon="FILE_REFRESH")
+        op.start_over = True
+
+
 def draw_depth_info(layout, context):
     photo = estimate.context_photo(context)
     depth = images.find_depth_image(photo) if photo is not None else None
@@ -133,6 +176,9 @@ def draw_depth_info(layout, context):
     kind = str(depth.get(images.KIND_KEY, "?")).replace("_", " ")
     extra = [str(depth[f"depth_{k}"]) if k != "R" else f"R {depth['depth_R']}"
              for k in ("net", "mode", "R") if f"depth_{k}" in depth]
+    sequence = footage.DepthSequence.of(depth)
+    if sequence is not None:
+        extra.append(f"frames {sequence.start}-{sequence.end}")
     partial = depth.get("depth_partial")
     if partial and partial != "kept":
         extra.append(f"partial {partial}")
@@ -163,6 +209,9 @@ class MainPanel(DepthPanel):
         s = context.scene.boost_depth
         running = draw_job(layout, context)
         draw_source(layout, context)
+        photo = estimate.context_photo(context)
+        if footage.is_footage(photo):
+            draw_footage(layout, context, photo)
         col = layout.column()
         col.use_property_split = True
         col.use_property_decorate = False
@@ -241,6 +290,9 @@ class CameraPanel(DepthPanel):
             sub.prop(s, "pixel_y")
         col.prop(s, "fstop")
         col.prop(s, "sensor")
+        photo = estimate.context_photo(context)
+        if footage.DepthSequence.of(images.find_depth_image(photo) if photo is not None else None) is not None:
+            col.prop(s, "animate_focus")
         reason = mesh.depth_blocker(context)
         row = layout.row(align=True)
         row.enabled = reason is None

@@ -14,7 +14,7 @@ import numpy as np
 from mathutils import Euler, Matrix
 
 from . import images
-from . import geometry
+from . import footage, geometry
 
 PROP = "boost_depth"
 MESH_SUFFIX = " mesh"
@@ -44,7 +44,7 @@ def mapping(depth_image, *, fov, range_method="NEAR_FAR", near=1.0, far=10.0, sc
 
 def metric_depth(depth_image, m: dict) -> np.ndarray:
     """Scene depths (H, W) float64, top-down, of ``depth_image`` under mapping ``m``."""
-    values = images.read_depth(depth_image)
+    values = footage.depth_values(depth_image)  # a footage depth: the scene's current frame
     return geometry.metric_depth(
         values, m["kind"], method=m["range_method"], near=m["near"], far=m["far"], scale=m["scale"]
     )
@@ -68,6 +68,9 @@ def photo_material(photo, shading: str = "EMISSION"):
     out.location = (400, 0)
     tex = nodes.new("ShaderNodeTexImage")
     tex.image = photo
+    frames = footage.frame_user_settings(photo)
+    if frames is not None:  # footage: the photo's frame follows the timeline as its depth does
+        footage.set_frame_user(tex.image_user, *frames)
     tex.extension = "EXTEND"
     tex.interpolation = "Linear"
     tex.location = (-400, 0)
@@ -157,6 +160,7 @@ def build_mesh(
         "dropped_faces": dm.dropped,
         "width": int(z_map.shape[1]),
         "height": int(z_map.shape[0]),
+        "footage": footage.DepthSequence.of(depth_image) is not None,  # follows the timeline (footage handler)
     }
     return obj
 
@@ -179,8 +183,9 @@ def build_displaced_plane(
     nearest
     point ``relief`` towards the camera and the farthest not at all. Returns the object."""
     g = geometry
-    values = images.read_depth(depth_image)
+    values = footage.depth_values(depth_image)
     kind = images.depth_kind(depth_image)
+    sequence = footage.DepthSequence.of(depth_image)
     h, w = values.shape
     dm = g.depth_mesh(np.full((h, w), float(distance)), math.degrees(fov), resolution)
     collection = collection or context.collection or context.scene.collection
@@ -198,7 +203,11 @@ def build_displaced_plane(
     texture.extension = "EXTEND"
     texture.use_interpolation = True
     texture.use_clamp = False
-    lo, hi = g.finite_range(values)
+    if sequence is not None:  # footage: the texture follows the timeline by itself; one range for every frame
+        footage.set_frame_user(texture.image_user, sequence.start, sequence.end, sequence.offset)
+        lo, hi = footage.value_range(sequence)
+    else:
+        lo, hi = g.finite_range(values)
     span = (hi - lo) or 1.0
     for old in [mod for mod in obj.modifiers if mod.type == "DISPLACE"]:
         obj.modifiers.remove(old)
@@ -220,6 +229,7 @@ def build_displaced_plane(
         "fov": float(fov),
         "distance": float(distance),
         "relief": float(relief),
+        "value_range": [float(lo), float(hi)],
     }
     return obj
 
@@ -318,6 +328,18 @@ def focus_distance(z_map: np.ndarray, focus: str, *, pixel=None, photo_size=None
     if focus == "NEAREST":
         return g.focus_distance_nearest_region(z_map)
     raise ValueError(f"focus must be PIXEL, CENTER or NEAREST, got {focus!r}")
+
+
+def focus_over_frames(depth_image, sequence, m: dict, focus: str, *, pixel=None, photo_size=None) -> dict:
+    """{scene frame: focus distance} over a footage depth's frames, each from that frame's depth under mapping
+    ``m`` (see ``focus_distance``)."""
+    distances = {}
+    for frame in sequence.scene_frames():
+        values = footage.read_frame(sequence.path(frame, ".npy"))
+        z_map = geometry.metric_depth(values, m["kind"], method=m["range_method"], near=m["near"], far=m["far"],
+                                      scale=m["scale"])
+        distances[frame] = focus_distance(z_map, focus, pixel=pixel, photo_size=photo_size)
+    return distances
 
 
 def set_dof(camera, distance: float, fstop: float) -> None:

@@ -322,6 +322,10 @@ def photo_file(image, folder: str | os.PathLike) -> Path:
             except TypeError:
                 name = image.filepath_from_user()
             path = Path(bpy.path.abspath(name or image.filepath, library=image.library))
+            if image.source == "SEQUENCE" and user is None:  # no editor shows it: the scene's frame
+                from . import footage
+
+                path = footage.scene_frame_file(image, bpy.context.scene) or path
             if path.is_file() and engine_reads_as_shown(path, path.suffix):
                 return path
             if image.source == "SEQUENCE" and path.is_file():
