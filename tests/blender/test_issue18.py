@@ -251,6 +251,9 @@ class Recorder:
     def operator(self, *_a, **_k):
         return type("Props", (), {})()
 
+    def operator_menu_enum(self, _idname, _prop, text="", **_k):
+        self.log.append(("label", text))
+
     def template_ID(self, *_a, **_k):
         pass
 
