@@ -50,9 +50,12 @@ def job_main(args, parser, reporter) -> int:
         options = engine_options(args)
         cancel = threading.Event()
         if args.ray:
-            from ..footage.ray_runner import RayBackend
+            from ..footage.ray_runner import RayBackend, RaySetupError
 
-            backend = RayBackend(args.ray, options, workers=args.workers, reporter=reporter)
+            try:
+                backend = RayBackend(args.ray, options, workers=args.workers, reporter=reporter)
+            except RaySetupError as error:
+                return _refuse(reporter, str(error), len(frames))
         else:
             try:
                 networks, device = _setup(args) if _has_work(job, frames, args) else (None, None)

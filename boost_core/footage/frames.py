@@ -226,12 +226,6 @@ def _pattern_frames(pattern: str, frames, problems) -> list[Frame]:
     return [Frame(p, p.stem, n) for n, p in matches]
 
 
-def expand_inputs(items: list[str], frames: list[int] | None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The photo files of ``expand_sources`` (movie frames left out): (paths, problems)."""
-    sources, problems = expand_sources(items, frames)
-    return [f.path for f in sources if not f.movie], problems
-
-
 def needs_job(items: list[str]) -> bool:
     """Whether these inputs make a job (a folder, a pattern or a movie among them)."""
     return any(Path(i).is_dir() or (is_pattern(i) and not Path(i).is_file()) or is_movie(i) for i in items)

@@ -67,7 +67,8 @@ def test_frames_with_blend_report_each_image_and_fail_on_any(
     assert any(line.startswith("[1/2] shot_0002.png: ok (R=") for line in lines)
     assert any(line.startswith("[2/2] shot_0003.png: FAILED:") for line in lines)
     assert any(line.startswith("done: 1 ok, 2 failed") for line in lines)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+    assert (tmp_path / "out" / ".boost_depth_job" / "job.json").is_file()  # a frame pattern makes a job
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".boost_depth_job") == [
         "shot_0002.exr",
         "shot_0002.png",
         "shots.blend",
