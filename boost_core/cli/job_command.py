@@ -49,7 +49,9 @@ def job_main(args, parser, reporter) -> int:
             reporter.message(f"{name}: error: {why}")
         options = engine_options(args)
         cancel = threading.Event()
-        if args.ray:
+        if args.ray and not _has_work(job, frames, args):
+            backend = LocalBackend(options, None, None, cancel)  # nothing to compute: no cluster needed
+        elif args.ray:
             from ..footage.ray_runner import RayBackend, RaySetupError
 
             try:

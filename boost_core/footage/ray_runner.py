@@ -96,13 +96,15 @@ class RayBackend:
         ray = self.ray
         queue = deque(frames)
         idle = list(self.actors)
+        names = {id(actor): f"{w['host']}:{w['pid']}" for actor, w in zip(self.actors, self.workers)}
         in_flight: dict = {}
         while queue or in_flight:
             while queue and idle:
                 frame, actor = queue.popleft(), idle.pop(0)
                 reporter.image = frame.label
                 reporter.emit({"event": "start", "index": index_of[frame.name], "total": len(index_of),
-                               "name": frame.name, **({"frame": frame.number} if frame.number is not None else {})})
+                               "name": frame.name, **({"frame": frame.number} if frame.number is not None else {}),
+                               "worker": names[id(actor)]})  # the actor's first process (a restart has another)
                 in_flight[actor.compute.remote(frame)] = (actor, frame)
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             for ref in ready:
