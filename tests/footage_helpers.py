@@ -1,10 +1,16 @@
 """Helpers of the footage tests (tests/test_footage_jobs.py, tests/test_footage_ray.py): real frame sequences,
 the CLI as a child process, and what a job's output folder holds."""
 
+import contextlib
 import json
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import cv2
@@ -67,3 +73,65 @@ def file_identity(path: Path):
     """(inode, mtime_ns, bytes) of a file: changes when the file is rewritten, even with the same content."""
     st = os.stat(path)
     return st.st_ino, st.st_mtime_ns, path.read_bytes()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def own_processes(marker: str) -> list[int]:
+    """Pids of processes whose command line names ``marker`` (this fixture's private Ray temp folder)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                    pids.append(int(entry.name))
+            except OSError:
+                pass
+    return pids
+
+
+@contextlib.contextmanager
+def local_ray_cluster(env, cpus=2):
+    """A Ray head on 127.0.0.1 with ``cpus`` CPUs (``ray start --head --block`` in its own process group), stopped
+    at the end (its group, then anything left naming its private temp folder); yields its address."""
+    temp = tempfile.mkdtemp(prefix="bdray", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
+    port = free_port()
+    log = open(Path(temp) / "head.log", "w")
+    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+                             "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", str(cpus),
+                             "--num-gpus", "0", "--include-dashboard=false", "--disable-usage-stats",
+                             "--temp-dir", temp], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    address = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert head.poll() is None, (Path(temp) / "head.log").read_text()[-3000:]
+            probe = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", "--address", address],
+                                   capture_output=True, text=True, env=env, timeout=60)
+            if probe.returncode == 0 and f"/{float(cpus)} CPU" in probe.stdout:
+                break
+            assert time.monotonic() < deadline, probe.stdout + probe.stderr
+            time.sleep(1)
+        yield address
+    finally:
+        try:
+            os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the node's processes on SIGTERM
+            head.wait(timeout=30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(head.pid, signal.SIGKILL)  # any of its group left (its process group: this fixture's only)
+        except ProcessLookupError:
+            pass
+        for pid in own_processes(temp):  # whatever the head left behind (raylet, workers)
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        log.close()
+        shutil.rmtree(temp, ignore_errors=True)

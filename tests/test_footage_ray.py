@@ -7,83 +7,26 @@ each actor asks for: torch's CPU results depend on the thread count).
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
 import ray  # noqa: F401 - required: see the module docstring
 
-from footage_helpers import cli, events_of, frame_states, leftovers, weights_args, write_sequence
+from footage_helpers import (cli, events_of, frame_states, leftovers, local_ray_cluster, weights_args,
+                             write_sequence)
 
 FORMATS = "npy,png16"
 COUNT = 6
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def own_processes(marker: str) -> list[int]:
-    """Pids of processes whose command line names ``marker`` (this fixture's private Ray temp folder)."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                    pids.append(int(entry.name))
-            except OSError:
-                pass
-    return pids
-
-
 @pytest.fixture(scope="module")
 def cluster(engine_env):
-    """A Ray head on 127.0.0.1 with 2 CPUs (``ray start --head --block``), stopped in teardown; yields its address."""
-    temp = tempfile.mkdtemp(prefix="bdray", dir="/tmp")  # short: Ray's socket paths must stay under 108 bytes
-    port = free_port()
-    log = open(Path(temp) / "head.log", "w")
-    head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
-                             "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
-                             "--num-gpus", "0", "--include-dashboard=false", "--disable-usage-stats",
-                             "--temp-dir", temp], env=engine_env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    address = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert head.poll() is None, (Path(temp) / "head.log").read_text()[-3000:]
-            probe = subprocess.run([str(Path(sys.executable).parent / "ray"), "status", "--address", address],
-                                   capture_output=True, text=True, env=engine_env, timeout=60)
-            if probe.returncode == 0 and "/2.0 CPU" in probe.stdout:
-                break
-            assert time.monotonic() < deadline, probe.stdout + probe.stderr
-            time.sleep(1)
+    """A Ray head on 127.0.0.1 with 2 CPUs, stopped in teardown; yields its address."""
+    with local_ray_cluster(engine_env, cpus=2) as address:
         yield address
-    finally:
-        try:
-            os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the node's processes on SIGTERM
-            head.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            pass
-        try:
-            os.killpg(head.pid, signal.SIGKILL)  # any of its group left (its process group: this fixture's only)
-        except ProcessLookupError:
-            pass
-        for pid in own_processes(temp):  # whatever the head left behind (raylet, workers)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        log.close()
-        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
