@@ -121,7 +121,7 @@ def local_ray_cluster(env, cpus=2):
     finally:
         try:
             os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops the node's processes on SIGTERM
-            head.wait(timeout=30)
+            head.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
         try:

@@ -104,8 +104,9 @@ def test_a_worker_killed_mid_job_costs_one_frame(cluster, footage, one_process, 
 PROBE = """
 import json, sys
 from boost_core.cli.main import main
-code = main(sys.argv[1:])
-print(json.dumps({"code": code, "ray": sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))}))
+code = main(sys.argv[2:])
+with open(sys.argv[1], "w") as f:  # a file: with --ray, stdout is kept for the JSON lines
+    json.dump({"code": code, "ray": sorted(m for m in sys.modules if m == "ray" or m.startswith("ray."))}, f)
 """
 
 
@@ -113,9 +114,10 @@ def test_without_ray_nothing_of_ray_is_imported(cluster, footage, checkpoints, e
     def probe(out, *extra):
         args = [footage, "--frames", "1", "--mode", "single", *weights_args(checkpoints), "--output", out,
                 "--format", "npy", "--device", "cpu", "--progress", "none", *extra]
-        proc = subprocess.run([sys.executable, "-c", PROBE, *map(str, args)], env=engine_env, capture_output=True,
-                              text=True, timeout=600)
-        return json.loads(proc.stdout.splitlines()[-1]), proc.stderr
+        found = out.with_name(out.name + ".json")
+        proc = subprocess.run([sys.executable, "-c", PROBE, found, *map(str, args)], env=engine_env,
+                              capture_output=True, text=True, timeout=600)
+        return json.loads(found.read_text()), proc.stderr
 
     found, stderr = probe(tmp_path / "local")
     assert found == {"code": 0, "ray": []}, stderr

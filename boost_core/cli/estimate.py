@@ -172,6 +172,7 @@ class Reporter:
         if style == "auto":
             style = "bar" if sys.stderr.isatty() else "none"
         self.style = style
+        self.out = None  # where JSON lines go (None: sys.stdout)
         self.image = None
         self._stage = ""
         self._count = ""
@@ -180,8 +181,9 @@ class Reporter:
         if self.image is not None and "image" not in event and event["event"] not in ("done",):
             event = {"event": event["event"], "image": self.image, **{k: v for k, v in event.items() if k != "event"}}
         if self.style == "json":
-            sys.stdout.write(json.dumps(event) + "\n")
-            sys.stdout.flush()
+            out = self.out or sys.stdout
+            out.write(json.dumps(event) + "\n")
+            out.flush()
         elif self.style == "bar":
             self._bar(event)
 

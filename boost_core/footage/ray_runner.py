@@ -17,6 +17,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import sys
+import time
 from collections import deque
 from pathlib import Path
 
@@ -70,6 +72,7 @@ class RayBackend:
 
         self.ray = ray
         self.reporter = reporter
+        _keep_stdout_for(reporter)
         try:
             ray.init(address=address, runtime_env={"py_modules": [str(PACKAGE_DIR)]}, log_to_driver=False,
                      logging_level=logging.WARNING, configure_logging=True, include_dashboard=False)
@@ -89,37 +92,63 @@ class RayBackend:
         except Exception as error:  # noqa: BLE001 - an actor's constructor raised (weights missing, no GPU)
             self.close()
             raise RaySetupError(f"the Ray workers could not start: {_cause(error)}") from error
+        self.names = {id(actor): f"{w['host']}:{w['pid']}" for actor, w in zip(self.actors, self.workers)}
+        self.restarting: dict = {}  # ready() ref -> an actor Ray is restarting after its process was lost
         reporter.message(f"ray: {count} worker(s): " + ", ".join(f"{w['host']}:{w['pid']}" for w in self.workers))
 
     def process(self, frames, reporter, index_of):
-        """Yield (frame, FrameDepth or exception) as frames finish, keeping every actor busy."""
+        """Yield (frame, FrameDepth or exception) as frames finish, keeping every live actor busy. An actor whose
+        process was lost gets no frame until Ray has restarted it (its networks loaded again)."""
         ray = self.ray
+        lost_errors = (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                       getattr(ray.exceptions, "ActorUnavailableError", ray.exceptions.RayActorError))
         queue = deque(frames)
-        idle = list(self.actors)
-        names = {id(actor): f"{w['host']}:{w['pid']}" for actor, w in zip(self.actors, self.workers)}
-        in_flight: dict = {}
+        names, restarting = self.names, self.restarting  # kept across calls (retry rounds)
+        idle = [actor for actor in self.actors if actor not in restarting.values()]
+        in_flight: dict = {}  # compute() ref -> (actor, frame)
         while queue or in_flight:
             while queue and idle:
                 frame, actor = queue.popleft(), idle.pop(0)
                 reporter.image = frame.label
                 reporter.emit({"event": "start", "index": index_of[frame.name], "total": len(index_of),
                                "name": frame.name, **({"frame": frame.number} if frame.number is not None else {}),
-                               "worker": names[id(actor)]})  # the actor's first process (a restart has another)
+                               "worker": names[id(actor)]})
                 in_flight[actor.compute.remote(frame)] = (actor, frame)
-            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            if queue and not idle and not in_flight and not restarting:
+                for frame in queue:  # every actor is gone for good
+                    yield frame, WorkerLost("no Ray worker is left to compute it; check the cluster")
+                return
+            ready, _ = ray.wait([*in_flight, *restarting], num_returns=1)
             for ref in ready:
+                if ref in restarting:
+                    actor = restarting.pop(ref)
+                    try:
+                        worker = ray.get(ref)
+                    except ray.exceptions.ActorDiedError:
+                        reporter.message(f"ray: worker {names[id(actor)]} is gone for good")
+                        self.actors.remove(actor)
+                        continue
+                    except lost_errors:
+                        time.sleep(0.5)  # still restarting: ask again
+                        restarting[actor.ready.remote()] = actor
+                        continue
+                    names[id(actor)] = f"{worker['host']}:{worker['pid']}"
+                    reporter.message(f"ray: worker restarted as {names[id(actor)]}")
+                    idle.append(actor)
+                    continue
                 actor, frame = in_flight.pop(ref)
-                idle.append(actor)
                 try:
                     status, first, second = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                        ray.exceptions.NodeDiedError) as error:
-                    yield frame, WorkerLost(f"the Ray worker computing {frame.name} was lost "
+                except lost_errors as error:
+                    restarting[actor.ready.remote()] = actor
+                    yield frame, WorkerLost(f"the Ray worker computing {frame.name} ({names[id(actor)]}) was lost "
                                             f"({type(error).__name__}); the frame is redone")
                     continue
                 except ray.exceptions.RayError as error:
+                    idle.append(actor)
                     yield frame, RuntimeError(f"Ray could not run {frame.name}: {_cause(error)}")
                     continue
+                idle.append(actor)
                 if status == "ok":
                     yield frame, FrameDepth(first, second)
                 else:
@@ -139,6 +168,18 @@ class RayBackend:
             ray.shutdown()
         except Exception:  # noqa: BLE001
             pass
+
+
+def _keep_stdout_for(reporter) -> None:
+    """Ray prints messages of its own (a lost worker, autoscaler notes) to the driver's stdout, which carries the
+    JSON lines: from here on the reporter writes to a copy of stdout and file descriptor 1 / sys.stdout go to
+    stderr."""
+    if getattr(reporter, "out", None) is not None:
+        return
+    sys.stdout.flush()
+    reporter.out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
 
 
 def _cause(error: BaseException) -> str:
