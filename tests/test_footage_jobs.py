@@ -334,3 +334,15 @@ def test_200_frames_unattended_with_kills(checkpoints, engine_env, tmp_path):
     assert proc.returncode == 0, proc.stderr
     for i in sample:
         assert (out / f"shot_{i:04d}.npy").read_bytes() == (plain / f"shot_{i:04d}.npy").read_bytes()
+
+
+def test_ray_missing_is_named_with_its_fix(footage, engine_env, tmp_path):
+    """--ray in a Python without Ray (hidden from the import system here): exit 2 naming the extra; no job made."""
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "from boost_core.cli.main import main\n"
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.run([sys.executable, "-c", code, str(footage), "--output", str(tmp_path / "out"),
+                           "--ray", "auto"], env=engine_env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert "--ray needs Ray" in proc.stderr and "requirements-ray.txt" in proc.stderr
+    assert not (tmp_path / "out").exists()
