@@ -34,7 +34,10 @@ def job_main(args, parser, reporter) -> int:
             why = ray_available()
             if why:
                 parser.error(why)
-        frames, problems = expand_sources([str(i) for i in args.images], args.frames)
+        notes: list[str] = []
+        frames, problems = expand_sources([str(i) for i in args.images], args.frames, notes)
+        for note in notes:
+            reporter.message(note)
         try:
             _check_output_folder(args.output)
             _check_collisions(frames, args)

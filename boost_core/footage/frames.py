@@ -166,16 +166,17 @@ def read_movie_frame(movie: str | Path, number: int):
     return _reader.read(Path(movie), int(number))
 
 
-def expand_sources(items: list[str], frames: list[int] | None) -> tuple[list[Frame], list[tuple[str, str]]]:
+def expand_sources(items: list[str], frames: list[int] | None,
+                   notes: list[str] | None = None) -> tuple[list[Frame], list[tuple[str, str]]]:
     """(frames to run, [(name, why)] problems found before running): folders give their images, patterns and
-    movies their frames (those of ``frames``, or all), plain paths must exist. A file reached twice is kept once."""
+    movies their frames (those of ``frames``, or all), plain paths must exist. A file reached twice is kept once
+    (a line saying so is appended to ``notes``)."""
     found: list[Frame] = []
     problems: list[tuple[str, str]] = []
     for item in items:
         path = Path(item)
         if path.is_dir():
-            files = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+            files = folder_images(path)
             if not files:
                 problems.append((item, "folder holds no images"))
             found += [Frame(p, p.stem) for p in files]
@@ -198,12 +199,14 @@ def expand_sources(items: list[str], frames: list[int] | None) -> tuple[list[Fra
         else:
             problems.append((item, "file not found"))
     unique: list[Frame] = []
-    seen = set()
+    seen: dict = {}
     for frame in found:
         key = (str(frame.path.resolve()), frame.number if frame.movie else None)
         if key not in seen:
-            seen.add(key)
+            seen[key] = frame
             unique.append(frame)
+        elif notes is not None:
+            notes.append(f"{frame.label}: listed more than once (same file as {seen[key].label}); processed once")
     return unique, problems
 
 
@@ -226,6 +229,14 @@ def _pattern_frames(pattern: str, frames, problems) -> list[Frame]:
     return [Frame(p, p.stem, n) for n, p in matches]
 
 
+def folder_images(folder: Path) -> list[Path]:
+    """A folder's image files (not hidden), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir()
+                  if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+
+
 def needs_job(items: list[str]) -> bool:
-    """Whether these inputs make a job (a folder, a pattern or a movie among them)."""
-    return any(Path(i).is_dir() or (is_pattern(i) and not Path(i).is_file()) or is_movie(i) for i in items)
+    """Whether these inputs make a job: a folder holding images, a frame pattern or a movie among them. (An empty
+    folder makes none: given as a photo, it fails alone with "it is a folder", as any unreadable photo.)"""
+    return any((Path(i).is_dir() and bool(folder_images(Path(i)))) or (is_pattern(i) and not Path(i).is_file())
+               or is_movie(i) for i in items)
