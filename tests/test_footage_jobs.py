@@ -8,13 +8,11 @@ tests from the frames they make; never from the job code under test.
 
 import importlib.util
 import json
-import os
 import random
 import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
