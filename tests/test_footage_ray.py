@@ -101,6 +101,33 @@ def test_a_worker_killed_mid_job_costs_one_frame(cluster, footage, one_process, 
     assert leftovers(out) == []
 
 
+def test_a_cancel_stops_the_ray_job_cleanly(cluster, footage, one_process, checkpoints, engine_env, tmp_path):
+    """SIGTERM to the driver (Ray replaces the signal handlers: the job puts its own back): exit 130, a done event,
+    no partial file, the frames written so far kept; the same command finishes the rest."""
+    out = tmp_path / "out"
+    args = job_args(footage, out, checkpoints, "--ray", cluster, "--workers", "2")
+    driver = subprocess.Popen([sys.executable, "-m", "boost_core", *map(str, args)], env=engine_env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    events = []
+    for line in driver.stdout:
+        events.append(json.loads(line))
+        if events[-1]["event"] == "result":
+            driver.send_signal(signal.SIGTERM)
+            break
+    events += events_of(driver.stdout.read())
+    stderr = driver.stderr.read()
+    assert driver.wait(timeout=120) == 130, stderr
+    assert events[-1]["event"] == "done" and events[-1]["cancelled"] is True and events[-1]["ok"] >= 1
+    assert leftovers(out) == []
+    done = sorted(name for name, s in frame_states(out).items() if s["state"] == "done")
+    assert done == sorted(e["name"] for e in events if e["event"] == "result")
+    proc = cli(args, engine_env)
+    assert proc.returncode == 0, proc.stderr
+    job = [e for e in events_of(proc.stdout) if e["event"] == "job"][0]
+    assert (job["skipped"], job["done"]) == (len(done), COUNT - len(done))
+    assert outputs(out) == one_process
+
+
 PROBE = """
 import json, sys
 from boost_core.cli.main import main

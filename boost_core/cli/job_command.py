@@ -68,8 +68,8 @@ def job_main(args, parser, reporter) -> int:
                 return _refuse(reporter, str(error), len(frames), hint=getattr(error, "hint", ""))
             backend = LocalBackend(options, networks, device, cancel)
         try:
-            summary = run_frames(job, frames, backend, reporter, formats=args.format, retries=args.retries,
-                                 overwrite=args.overwrite, temporal=args.temporal)
+            run_frames(job, frames, backend, reporter, formats=args.format, retries=args.retries,
+                       overwrite=args.overwrite, temporal=args.temporal, summary=summary)
         finally:
             close = getattr(backend, "close", None)
             if close:

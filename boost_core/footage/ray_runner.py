@@ -79,6 +79,11 @@ class RayBackend:
         except Exception as error:  # noqa: BLE001 - ConnectionError, ValueError, RuntimeError by Ray version
             raise RaySetupError(f"cannot connect to the Ray cluster at {address!r}: {error}; start one with "
                                 "`ray start --head` (or give its address), or leave --ray out") from error
+        # Ray's core installs its own SIGTERM handler (it ends the driver at once, exit 1): put ours back, so a
+        # cancel ends as everywhere else (exit 130, a done event, the actors stopped, no partial file)
+        from ..host.signals import terminate_as_interrupt
+
+        terminate_as_interrupt()
         count = workers or max(1, sum(1 for node in ray.nodes() if node.get("Alive")))
         threads = int(options.get("threads") or 1)
         # torch's CPU results depend on its thread count: each actor uses exactly the CPUs it asks for, so a job

@@ -121,9 +121,10 @@ def targets_of(job: Job, frame: Frame, formats, temporal: bool) -> dict[str, Pat
 
 
 def run_frames(job: Job, frames: list[Frame], backend, reporter, *, formats, retries: int, overwrite: bool,
-               temporal: bool = False) -> JobSummary:
-    """Run every frame of ``frames`` that is not done yet; at most ``1 + retries`` attempts per frame."""
-    summary = JobSummary()
+               temporal: bool = False, summary: JobSummary | None = None) -> JobSummary:
+    """Run every frame of ``frames`` that is not done yet; at most ``1 + retries`` attempts per frame. ``summary``
+    (filled as frames finish, so a cancel can still report them) is returned."""
+    summary = JobSummary() if summary is None else summary
     index_of = {frame.name: i for i, frame in enumerate(frames)}
     todo: list[Frame] = []
     for frame in frames:
