@@ -8,6 +8,7 @@ tests from the frames they make; never from the job code under test.
 
 import importlib.util
 import json
+import os
 import random
 import signal
 import subprocess
@@ -344,3 +345,18 @@ def test_ray_missing_is_named_with_its_fix(footage, engine_env, tmp_path):
     assert proc.returncode == 2
     assert "--ray needs Ray" in proc.stderr and "requirements-ray.txt" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_job_is_the_same_from_another_mount_point(footage, checkpoints, engine_env, tmp_path):
+    """Chunks on machines that mount the footage elsewhere (here: a symlinked folder, and a relative path) resume
+    one job: frames done from one path are skipped from the other."""
+    out = tmp_path / "out"
+    proc = cli(job_args(footage, out, checkpoints, "--frames", "1"), engine_env)
+    assert proc.returncode == 0, proc.stderr
+    mount = tmp_path / "mnt"
+    mount.symlink_to(footage.parent, target_is_directory=True)
+    relative = os.path.relpath(mount / footage.name, tmp_path)
+    proc = cli(job_args(relative, out, checkpoints, "--frames", "1"), engine_env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = events_of(proc.stdout)
+    assert [e["event"] for e in events if e["event"] in ("result", "skipped")] == ["skipped"]

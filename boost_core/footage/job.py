@@ -169,9 +169,12 @@ class Job:
 
     def is_done(self, name: str, label: str, targets: dict[str, Path]) -> bool:
         """Whether the frame is recorded ``done`` from the same input with these outputs, and every output (raw
-        depth included with --temporal) exists with its recorded size and sha256."""
+        depth included with --temporal) exists with its recorded size and sha256.
+
+        The input is compared by file name (and movie frame number), not by path: machines running chunks of one
+        job may mount the footage at different places, and a relative path names the same file as an absolute one."""
         state = self.state(name)
-        if not state or state.get("state") != "done" or state.get("input") != label:
+        if not state or state.get("state") != "done" or Path(str(state.get("input"))).name != Path(label).name:
             return False
         recorded = state.get("outputs") or {}
         if set(recorded) != set(targets):
