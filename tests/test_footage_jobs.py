@@ -296,13 +296,28 @@ def test_failures_are_retried_then_listed(footage, checkpoints, engine_env, tmp_
     assert frame_states(out)["shot_0003"]["attempts"] == 3
 
 
-def test_temporal_needs_its_module(footage, checkpoints, engine_env, tmp_path):
+def test_temporal_runs_when_its_module_is_there(footage, checkpoints, engine_env, tmp_path):
+    """--temporal calls boost_core.footage.temporal.align_job (issue 22 part 2, another module) once every frame is
+    done; without that module the option is refused (exit 2) naming it."""
     present = importlib.util.find_spec("boost_core.footage.temporal") is not None
-    proc = cli(job_args(footage, tmp_path / "out", checkpoints, "--frames", "1", "--temporal"), engine_env)
-    if present:  # TEMPORAL's module merged: the option runs
-        assert proc.returncode == 0, proc.stderr
-    else:
+    out = tmp_path / "out"
+    args = job_args(footage, out, checkpoints, "--frames", "1-3", "--temporal")
+    proc = cli(args, engine_env)
+    if not present:
         assert proc.returncode == 2 and "--temporal needs boost_core/footage/temporal.py" in proc.stderr
+        assert not out.exists()
+        return
+    assert proc.returncode == 0, proc.stderr
+    flicker = json.loads((out / ".boost_depth_job" / "flicker.json").read_text())
+    assert flicker["frames"] == 3 and [e for e in events_of(proc.stdout) if e["event"] == "flicker"]
+    assert sorted(p.name for p in (out / ".boost_depth_job" / "raw").iterdir()) == [
+        "shot_0001.npy", "shot_0002.npy", "shot_0003.npy"]
+    kept = {p.name: file_identity(p) for p in out.iterdir() if p.is_file()}
+    proc = cli(args, engine_env)  # all done and aligned: nothing recomputed, nothing rewritten
+    assert proc.returncode == 0, proc.stderr
+    assert [e["event"] for e in events_of(proc.stdout) if e["event"] in ("result", "skipped", "flicker")] == [
+        "skipped"] * 3
+    assert {p.name: file_identity(p) for p in out.iterdir() if p.is_file()} == kept
 
 
 @pytest.mark.slow

@@ -74,7 +74,8 @@ def job_main(args, parser, reporter) -> int:
             close = getattr(backend, "close", None)
             if close:
                 close()
-        if args.temporal and not summary.failed and not problems:
+        aligned = all((job.state(f.name) or {}).get("aligned") for f in frames)
+        if args.temporal and not summary.failed and not problems and (summary.done or not aligned):
             _align(job, frames, args, reporter)
     except KeyboardInterrupt:
         reporter.image = None
