@@ -11,6 +11,9 @@ Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (we
 Every output name is planned before any work (``plan_job``): an output that is an input of the job, two images
 with one output, or an unwritable / non-folder ``--output`` refuse the job with exit 2. The same file listed twice
 is processed once. Writes are all-or-nothing per image (``image_io.write_depth_files``).
+
+Folders, frame patterns, movies, ``--frames``, ``--job`` (and ``--ray``, ``--temporal``) run as a resumable job:
+``cli.job_command`` and ``boost_core.footage``.
 """
 
 from __future__ import annotations
