@@ -154,8 +154,7 @@ def run_frames(job: Job, frames: list[Frame], backend, reporter, *, formats, ret
             reporter.image = frame.label
             if isinstance(outcome, FrameDepth):
                 try:
-                    _write_frame(job, frame, outcome, formats, temporal, attempts, reporter)
-                    summary.done.append(frame)
+                    _write_frame(job, frame, outcome, formats, temporal, attempts, reporter, summary)
                     continue
                 except KeyboardInterrupt:
                     raise
@@ -172,7 +171,9 @@ def run_frames(job: Job, frames: list[Frame], backend, reporter, *, formats, ret
     return summary
 
 
-def _write_frame(job: Job, frame: Frame, result: FrameDepth, formats, temporal, attempts, reporter) -> None:
+def _write_frame(job: Job, frame: Frame, result: FrameDepth, formats, temporal, attempts, reporter, summary) -> None:
+    """Write the frame's outputs (all-or-nothing), record it done, count it, then announce it (in that order: a
+    cancel after the result event still counts the frame in the cancelled job's done event)."""
     from ..image_io import output_paths, write_depth_files
 
     reporter.emit({"event": "stage", "stage": "writing"})
@@ -183,6 +184,7 @@ def _write_frame(job: Job, frame: Frame, result: FrameDepth, formats, temporal, 
     written = write_depth_files(result.depth, output_paths(frame.name, job.output, formats))
     job.mark_done(frame.name, frame.label, targets, attempts,
                   {"R": result.info.get("R"), "seconds": result.info.get("seconds")})
+    summary.done.append(frame)
     reporter.emit({"event": "result", **_frame_fields(frame),
                    "outputs": {fmt: str(p) for fmt, p in written.items()}, **result.info})
 
