@@ -7,11 +7,13 @@ Runs in Blender or with the bpy wheel, or with any Python when no .blend is aske
     python scripts/batch_depth.py -- ARGS
 
 ARGS are those of ``python -m boost_core`` (IMAGE ... --net --mode --base-weights --merge-weights --output
---max-res --format --device --models-dir), where an IMAGE may also be a folder (its images, sorted) or a frame
-pattern such as ``shot_####.png`` (or ``shot_%04d.png``) with ``--frames 1-240`` (ranges and lists: 1-10,15),
-plus ``--blend FILE`` and the mesh/camera options below. The engine runs as a child process
-(``--python``, ``BOOST_DEPTH_PYTHON`` or this interpreter). Prints one line per image and a summary; exits 0
-when every image succeeded, 1 when any failed, 2 on bad arguments or setup, 130 when interrupted.
+--max-res --format --device --models-dir --retries --start-over --temporal --ray --workers), where an IMAGE may
+also be a folder (its images, sorted), a frame pattern such as ``shot_####.png`` (or ``shot_%04d.png``) or a
+movie, with ``--frames 1-240`` (ranges and lists: 1-10,15; frame sources: ``boost_core.footage.frames``), plus
+``--blend FILE`` and the mesh/camera options below. The engine runs as a child process (``--python``,
+``BOOST_DEPTH_PYTHON`` or this interpreter) as a resumable job (its state in OUTPUT/.boost_depth_job): running
+the same command again skips the images already done. Prints one line per image and a summary; exits 0 when
+every image succeeded, 1 when any failed, 2 on bad arguments or setup, 130 when interrupted.
 """
 
 import argparse
@@ -19,111 +21,18 @@ import importlib
 import importlib.util
 import math
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent  # the extension's root (holds boost_core/)
 PACKAGE = "boost_depth_batch"  # the extension's modules are imported under this name here
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".exr", ".hdr"}
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def script_args(argv: list[str]) -> list[str]:
     """The arguments after ``--`` (Blender passes its own before it), else all of them."""
     return argv[argv.index("--") + 1 :] if "--" in argv else argv
-
-
-def parse_frames(text: str) -> list[int]:
-    """'1-240' / '1-10,15,20-22' -> sorted unique frame numbers. ValueError with the fix on bad input."""
-    frames: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(-?\d+)(?:\s*-\s*(-?\d+))?", part)
-        if not m:
-            raise ValueError(f"--frames: cannot read {part!r}; write ranges and lists like 1-240 or 1-10,15")
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) is not None else lo
-        if hi < lo:
-            raise ValueError(f"--frames: range {part!r} runs backwards; write {hi}-{lo}")
-        frames.update(range(lo, hi + 1))
-    return sorted(frames)
-
-
-_HASHES = re.compile(r"#+")
-_PRINTF = re.compile(r"%0?(\d*)d")
-
-
-def is_pattern(text: str) -> bool:
-    return bool(_HASHES.search(Path(text).name) or _PRINTF.search(Path(text).name))
-
-
-def frame_path(pattern: str, frame: int) -> Path:
-    name = Path(pattern).name
-    m = _HASHES.search(name)
-    if m:
-        name = name[: m.start()] + f"{frame:0{len(m.group())}d}" + name[m.end() :]
-    else:
-        m = _PRINTF.search(name)
-        width = int(m.group(1) or 0)
-        name = name[: m.start()] + f"{frame:0{width}d}" + name[m.end() :]
-    return Path(pattern).with_name(name)
-
-
-def pattern_regex(pattern: str) -> re.Pattern:
-    name = Path(pattern).name
-    m = _HASHES.search(name) or _PRINTF.search(name)
-    return re.compile(re.escape(name[: m.start()]) + r"(\d+)" + re.escape(name[m.end() :]) + "$")
-
-
-def expand_inputs(items: list[str], frames: list[int] | None) -> tuple[list[Path], list[tuple[str, str]]]:
-    """(images to run, [(name, why)] failures found before running): folders give their images, patterns give
-    their frames (--frames, or every matching file), plain paths must exist."""
-    images: list[Path] = []
-    problems: list[tuple[str, str]] = []
-    for item in items:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.iterdir()
-                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-            )
-            if not found:
-                problems.append((item, "folder holds no images"))
-            images += found
-        elif is_pattern(item):
-            if frames:
-                for frame in frames:
-                    p = frame_path(item, frame)
-                    if p.is_file():
-                        images.append(p)
-                    else:
-                        problems.append((p.name, f"frame {frame} is missing ({p})"))
-            else:
-                rx = pattern_regex(item)
-                folder = path.parent
-                found = sorted(
-                    (int(m.group(1)), p)
-                    for p in (folder.iterdir() if folder.is_dir() else [])
-                    if (m := rx.match(p.name))
-                )
-                if not found:
-                    problems.append((item, "no file matches this frame pattern"))
-                images += [p for _, p in found]
-        elif path.is_file():
-            images.append(path)
-        else:
-            problems.append((item, "file not found"))
-    unique: list[Path] = []
-    seen = set()
-    for p in images:
-        key = str(p.resolve())
-        if key not in seen:
-            seen.add(key)
-            unique.append(p)
-    return unique, problems
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -147,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="png16", help="comma-separated: png16,exr,npy,color")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"))
     p.add_argument("--overwrite", action="store_true", help="replace existing depth files in --output")
+    p.add_argument("--retries", type=int, default=2, help="retry a failed image up to N times (default 2)")
+    p.add_argument("--start-over", action="store_true", help="forget the job's state in --output (settings too)")
+    p.add_argument("--temporal", action="store_true", help="footage: align depth over time (less flicker)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (ADDRESS or auto)")
+    p.add_argument("--workers", type=int, help="with --ray: actors (default one per node)")
     p.add_argument(
         "--python", help="interpreter running the engine (default: BOOST_DEPTH_PYTHON or this one)"
     )
@@ -215,8 +129,20 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
-def run_engine(args, images: list[Path], formats: list[str]):
-    """Run the engine on all images in one child; print a line per image. Returns the finished EngineJob."""
+def engine_inputs(frames) -> tuple[list[str], list[str]]:
+    """(engine inputs, labels in the engine's order): photo files as they are, each movie once (its frames come
+    from --frames)."""
+    inputs: list[str] = []
+    for frame in frames:
+        item = str(frame.path)
+        if not frame.movie or item not in inputs:
+            inputs.append(item)
+    return inputs, [frame.label for frame in frames]
+
+
+def run_engine(args, frames, formats: list[str]):
+    """Run the engine on all frames in one child, as a job in --output; print a line per image. Returns the
+    finished EngineJob and the skipped events (images already done)."""
     jobs = extension_module("boost_core.host.engine_process")
     python = args.python or os.environ.get("BOOST_DEPTH_PYTHON")
     deps, cache = args.deps, None
@@ -229,8 +155,9 @@ def run_engine(args, images: list[Path], formats: list[str]):
             python, deps, cache = found["python"], found["paths"], found["cache"]
             args.models_dir = args.models_dir or found["models_dir"]
     python = python or sys.executable
+    inputs, labels = engine_inputs(frames)
     engine_args = jobs.estimate_arguments(
-        images,
+        inputs,
         net=args.net,
         mode=args.mode,
         output=args.output,
@@ -241,12 +168,21 @@ def run_engine(args, images: list[Path], formats: list[str]):
         merge_weights=args.merge_weights,
         models_dir=args.models_dir,
     )
-    if args.overwrite:
-        engine_args.append("--overwrite")
+    engine_args += ["--job", "--retries", str(args.retries)]
+    if args.frames and any(frame.movie for frame in frames):
+        engine_args += ["--frames", args.frames]
+    for flag in ("overwrite", "start_over", "temporal"):
+        if getattr(args, flag):
+            engine_args.append("--" + flag.replace("_", "-"))
+    if args.ray:
+        engine_args += ["--ray", args.ray]
+    if args.workers:
+        engine_args += ["--workers", str(args.workers)]
     job = jobs.EngineJob(jobs.engine_command(python, engine_args), env=jobs.engine_environment(deps, cache_dir=cache))
-    total = len(images)
-    index = {str(p): i for i, p in enumerate(images)}
+    total = len(labels)
+    index = {label: i for i, label in enumerate(labels)}
     started: dict[str, float] = {}
+    skipped: dict[str, dict] = {}
 
     def on_events(_job, events):
         for e in events:
@@ -258,10 +194,15 @@ def run_engine(args, images: list[Path], formats: list[str]):
                 took = time.monotonic() - started.get(name, time.monotonic())
                 outs = ", ".join(str(v) for v in e.get("outputs", {}).values())
                 say(f"[{i + 1}/{total}] {Path(name).name}: ok (R={e.get('R')}, {took:.1f} s) -> {outs}")
+            elif e["event"] == "skipped":
+                skipped[name] = e
+                outs = ", ".join(str(v) for v in e.get("outputs", {}).values())
+                say(f"[{i + 1}/{total}] {Path(name).name}: already done -> {outs}")
             elif e["event"] == "error":
                 where = f"[{i + 1}/{total}] {Path(name).name}" if name else "engine"
                 hint = f" ({e['hint']})" if e.get("hint") else ""
-                say(f"{where}: FAILED: {e.get('message')}{hint}")
+                attempt = f" (attempt {e['attempt']})" if e.get("attempt") else ""
+                say(f"{where}: FAILED: {e.get('message')}{hint}{attempt}")
 
     job.start()
     try:
@@ -270,7 +211,7 @@ def run_engine(args, images: list[Path], formats: list[str]):
         job.cancel()
         job.wait(timeout=30)
         raise
-    return job
+    return job, skipped
 
 
 def build_blend(args, successes: list[tuple[Path, dict]], blend_path: Path) -> list[tuple[str, str]]:
@@ -354,8 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exit_:
         return EXIT_USAGE if exit_.code else EXIT_OK
     start = time.monotonic()
+    sources = extension_module("boost_core.footage.frames")
     try:
-        frames = parse_frames(args.frames) if args.frames else None
+        frames = sources.parse_frames(args.frames) if args.frames else None
     except ValueError as error:
         say(f"error: {error}")
         return EXIT_USAGE
@@ -369,7 +311,8 @@ def main(argv: list[str] | None = None) -> int:
                 "with a Python that has the bpy module"
             )
             return EXIT_USAGE
-    images, problems = expand_inputs(args.inputs, frames)
+    found, problems = sources.expand_sources(args.inputs, frames)
+    images = [f.path for f in found]
     if args.blend:
         blend = Path(args.blend).resolve()
         if blend.is_dir():
@@ -380,15 +323,15 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
     for name, why in problems:
         say(f"{name}: FAILED: {why}")
-    if not images:
+    if not found:
         say(f"error: no images to process ({len(problems)} problem(s) above)")
         return EXIT_USAGE if not problems else EXIT_FAILED
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     if args.blend and "exr" not in formats:
         formats.append("exr")  # the .blend's depth images are the float EXRs
-    say(f"{len(images)} image(s), net {args.net}, mode {args.mode} -> {args.output}")
+    say(f"{len(found)} image(s), net {args.net}, mode {args.mode} -> {args.output}")
     try:
-        job = run_engine(args, images, formats)
+        job, skipped = run_engine(args, found, formats)
     except KeyboardInterrupt:
         say("interrupted")
         return EXIT_INTERRUPTED
@@ -399,25 +342,35 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {error}")
         return EXIT_USAGE
     results = {str(e.get("image")): e for e in job.results}
-    successes = [(p, results[str(p)]) for p in images if str(p) in results]
+    results.update({name: e for name, e in skipped.items() if name not in results})
+    # the .blend's scenes need a photo file: movie frames get depth files but no scene
+    successes = [(f.path, results[f.label]) for f in found if f.label in results and not f.movie]
     failed = list(problems)
     reported = set()
-    for e in job.errors:
-        image = e.get("image")
-        reported.add(str(image))
-        failed.append((Path(str(image)).name if image else "engine", str(e.get("message"))))
+    summary_event = next((e for e in job.events if e.get("event") == "job"), None)
+    if summary_event is not None:  # the engine's final list: one entry per failed image, however many attempts
+        for entry in summary_event.get("failed", []):
+            reported.add(str(entry.get("image")))
+            failed.append((Path(str(entry.get("image"))).name, str(entry.get("error"))))
+    else:
+        for e in job.errors:
+            image = e.get("image")
+            if str(image) in reported:
+                continue
+            reported.add(str(image))
+            failed.append((Path(str(image)).name if image else "engine", str(e.get("message"))))
     if job.state == "failed" and not job.errors:
         say(f"engine: FAILED: {job.error_summary()}")
         failed.append(("engine", job.error_summary()))
     failed += [
-        (p.name, "not run: the engine stopped before it")
-        for p in images
-        if str(p) not in results and str(p) not in reported
+        (Path(f.label).name, "not run: the engine stopped before it")
+        for f in found
+        if f.label not in results and f.label not in reported
     ]
     if args.blend and successes:
         failed += build_blend(args, successes, Path(args.blend).resolve())
     failed_names = {name for name, _ in failed}
-    ok = sum(1 for p, _ in successes if p.name not in failed_names)
+    ok = sum(1 for f in found if f.label in results and Path(f.label).name not in failed_names)
     summary = f"done: {ok} ok, {len(failed)} failed, {time.monotonic() - start:.1f} s"
     memory = extension_module("boost_core.host.peak_memory").describe(job.done or {})
     if memory:

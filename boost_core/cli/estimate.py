@@ -11,6 +11,9 @@ Exit codes: 0 all images done, 1 some image failed, 2 bad arguments or setup (we
 Every output name is planned before any work (``plan_job``): an output that is an input of the job, two images
 with one output, or an unwritable / non-folder ``--output`` refuse the job with exit 2. The same file listed twice
 is processed once. Writes are all-or-nothing per image (``image_io.write_depth_files``).
+
+Folders, frame patterns, movies, ``--frames``, ``--job`` (and ``--ray``, ``--temporal``) run as a resumable job:
+``cli.job_command`` and ``boost_core.footage``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import os
 import sys
 import tempfile
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Boosted monocular depth (Miangoleh, Dille et al., CVPR 2021). "
                     "Subcommands: weights, merge, resolution, evaluate, prepare-dataset, train, align "
                     "(e.g. `python -m boost_core weights list`).")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (png, jpg, tif, ...)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="photos (png, jpg, tif, ...), folders (their images), frame patterns (shot_####.png, "
+                             "shot_%%04d.png) or movies (.mp4 .mov .avi .mkv .webm .m4v; frames numbered from 1)")
     parser.add_argument("--net", default="midas_v2", choices=registry.names(), help="base network")
     parser.add_argument("--mode", default="final", type=str.lower, choices=MODES,
                         help="r0 / r20: whole-image double estimate; final: plus local boosting (default); "
@@ -85,7 +89,47 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--partial-interval", type=float, default=DEFAULT_INTERVAL, metavar="SECONDS",
                         help=f"minimum seconds between intermediate maps (default {DEFAULT_INTERVAL:g}); "
                              "publishing never takes more than 3%% of the job's time")
+    job = parser.add_argument_group(
+        "jobs (footage and farms)",
+        "A folder, a frame pattern or a movie among the inputs (or --job) makes a resumable job: its state lives in "
+        "OUTPUT/.boost_depth_job; running the same command again skips frames already written and verified.")
+    job.add_argument("--frames", type=_frame_list, default=None, metavar="LIST",
+                     help="frames of patterns and movies: ranges and lists like 1-100,120 (default: all); chunks "
+                          "of one job (1-100 here, 101-200 elsewhere) may run at once into one --output")
+    job.add_argument("--job", action="store_true", help="keep a job file for plain photos too")
+    job.add_argument("--retries", type=_non_negative_int("--retries"), default=2, metavar="N",
+                     help="retry a failed frame up to N times in this run (default 2)")
+    job.add_argument("--start-over", action="store_true",
+                     help="forget the job's recorded state and settings (outputs are kept, and replaced when redone)")
+    job.add_argument("--temporal", action="store_true",
+                     help="footage: align each frame's depth to its predecessors on static regions (less flicker)")
+    job.add_argument("--ray", metavar="ADDRESS", default=None,
+                     help="run the job on a Ray cluster (ADDRESS, e.g. 10.0.0.5:6379, or auto); needs "
+                          "`pip install -r requirements-ray.txt`")
+    job.add_argument("--workers", type=_positive_int("--workers"), default=None,
+                     help="with --ray: actors (each keeps its networks loaded; default one per cluster node)")
     return parser
+
+
+def _frame_list(text: str) -> list[int]:
+    from ..footage.frames import parse_frames
+
+    try:
+        return parse_frames(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--frames: "))
+
+
+def _non_negative_int(option):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = -1
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 0; give e.g. {option} 2")
+        return value
+    return parse
 
 
 def _positive_float(option):
@@ -131,6 +175,7 @@ class Reporter:
         if style == "auto":
             style = "bar" if sys.stderr.isatty() else "none"
         self.style = style
+        self.out = None  # where JSON lines go (None: sys.stdout)
         self.image = None
         self._stage = ""
         self._count = ""
@@ -139,8 +184,9 @@ class Reporter:
         if self.image is not None and "image" not in event and event["event"] not in ("done",):
             event = {"event": event["event"], "image": self.image, **{k: v for k, v in event.items() if k != "event"}}
         if self.style == "json":
-            sys.stdout.write(json.dumps(event) + "\n")
-            sys.stdout.flush()
+            out = self.out or sys.stdout
+            out.write(json.dumps(event) + "\n")
+            out.flush()
         elif self.style == "bar":
             self._bar(event)
 
@@ -193,6 +239,12 @@ def estimate_main(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     reporter = Reporter(args.progress)
+    from ..footage.frames import needs_job
+
+    if args.job or args.frames or args.ray or args.temporal or args.start_over or needs_job(args.images):
+        from .job_command import job_main
+
+        return job_main(args, parser, reporter)
     ok = failed = 0
     device = None
     try:
@@ -331,15 +383,15 @@ def _setup(args):
 
 
 def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> None:
-    from ..image_io import output_paths, read_image, write_depth_files
-    from ..algorithm.pipeline import boost
+    from ..image_io import output_paths, write_depth_files
     from ..algorithm.progressive import JobClock, PartialPublisher, partial_path
+    from ..footage.frames import Frame
+    from ..footage.runner import compute_frame, engine_options
 
     paths = output_paths(stem, args.output, args.format)
     for target in paths.values():
         if os.path.lexists(target) and not args.overwrite:
             raise FileExistsError(f"{target} already exists; pass --overwrite to replace it, or pick another --output")
-    start = time.perf_counter()
     clock = JobClock(reporter.emit)
     publisher = None
     if (args.partial or args.partial_dir) and args.mode == "final":
@@ -347,17 +399,9 @@ def _process_one(path: Path, stem, args, networks, device, reporter, cancel) -> 
 
         publisher = PartialPublisher(partial_path(args.output, stem, args.partial_dir), clock,
                                      interval=args.partial_interval, kind=registry.get(args.net).output_kind)
-    decoder_warnings: list[str] = []
-    rgb = read_image(path, warnings=decoder_warnings)
-    result = boost(rgb, args.net, args.mode, args.max_res, networks=networks, device=device,
-                   output_size=args.output_size, progress=clock, cancel=cancel, max_batch=args.batch,
-                   partial=publisher)
+    result = compute_frame(Frame(path, stem), engine_options(args), networks, device, progress=clock, cancel=cancel,
+                           partial=publisher)
     clock({"event": "stage", "stage": "writing"})
     written = write_depth_files(result.depth, paths)
-    reporter.emit({
-        "event": "result", "outputs": {fmt: str(p) for fmt, p in written.items()}, "R": result.R,
-        "factor": result.factor, "kind": result.kind, "net": result.net, "mode": result.mode,
-        "shape": list(result.depth.shape), "patches": len(result.patches), "boosted": result.boosted,
-        "warnings": decoder_warnings + list(result.warnings), "seconds": round(time.perf_counter() - start, 3),
-        "elapsed_s": round(clock.elapsed, 3),
-    })
+    info = dict(result.info, elapsed_s=round(clock.elapsed, 3))
+    reporter.emit({"event": "result", "outputs": {fmt: str(p) for fmt, p in written.items()}, **info})

@@ -67,7 +67,8 @@ def test_frames_with_blend_report_each_image_and_fail_on_any(
     assert any(line.startswith("[1/2] shot_0002.png: ok (R=") for line in lines)
     assert any(line.startswith("[2/2] shot_0003.png: FAILED:") for line in lines)
     assert any(line.startswith("done: 1 ok, 2 failed") for line in lines)
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+    assert (tmp_path / "out" / ".boost_depth_job" / "job.json").is_file()  # a frame pattern makes a job
+    assert sorted(p.name for p in (tmp_path / "out").iterdir() if p.name != ".boost_depth_job") == [
         "shot_0002.exr",
         "shot_0002.png",
         "shots.blend",
@@ -147,3 +148,27 @@ def test_blend_never_over_an_input_or_a_folder(tmp_path):
     out = run(sys.executable, photo, *common, "--blend", tmp_path)
     assert out.returncode == 2 and "is a folder" in out.stdout, out.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.png"]
+
+
+def test_a_movie_runs_as_a_job_and_resumes(tmp_path, engine_python, synthetic_weights):
+    """Issue 22: a movie with --frames gives <stem>_<n:06d> files; the same command again redoes nothing."""
+    movie = tmp_path / "clip.avi"
+    make = (
+        "import sys, cv2\n"
+        "photo = cv2.imread(sys.argv[2])\n"
+        "w = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*'MJPG'), 10, (photo.shape[1], photo.shape[0]))\n"
+        "for i in range(4):\n"
+        "    w.write(cv2.flip(photo, 1) if i % 2 else photo)\n"
+        "w.release()\n"
+    )
+    subprocess.run([engine_python, "-c", make, str(movie), str(DATA / "photo_96x64.png")], check=True, timeout=120)
+    args = [movie, "--frames", "2-3", "--mode", "single", "--base-weights", synthetic_weights["midas_v2"],
+            "--output", tmp_path / "out", "--format", "npy"]
+    out = run(engine_python, *args)
+    assert out.returncode == 0
+    assert "[1/2] clip.avi#2: ok" in out.stdout and "[2/2] clip.avi#3: ok" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.npy")) == ["clip_000002.npy", "clip_000003.npy"]
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.npy")}
+    out = run(engine_python, *args)
+    assert out.returncode == 0 and out.stdout.count("already done") == 2, out.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "out").glob("*.npy")} == before
