@@ -6,7 +6,6 @@ Expected depth files come from plain one-shot runs of the same photos (the per-p
 tests from the frames they make; never from the job code under test.
 """
 
-import importlib.util
 import json
 import os
 import random
@@ -296,17 +295,12 @@ def test_failures_are_retried_then_listed(footage, checkpoints, engine_env, tmp_
     assert frame_states(out)["shot_0003"]["attempts"] == 3
 
 
-def test_temporal_runs_when_its_module_is_there(footage, checkpoints, engine_env, tmp_path):
-    """--temporal calls boost_core.footage.temporal.align_job (issue 22 part 2, another module) once every frame is
-    done; without that module the option is refused (exit 2) naming it."""
-    present = importlib.util.find_spec("boost_core.footage.temporal") is not None
+def test_temporal_aligns_once_every_frame_is_done_and_resumes(footage, checkpoints, engine_env, tmp_path):
+    """--temporal calls boost_core.footage.temporal.align_job once every frame is done; the flicker figure lands
+    with the job; a second run finds everything done and rewrites nothing."""
     out = tmp_path / "out"
     args = job_args(footage, out, checkpoints, "--frames", "1-3", "--temporal")
     proc = cli(args, engine_env)
-    if not present:
-        assert proc.returncode == 2 and "--temporal needs boost_core/footage/temporal.py" in proc.stderr
-        assert not out.exists()
-        return
     assert proc.returncode == 0, proc.stderr
     flicker = json.loads((out / ".boost_depth_job" / "flicker.json").read_text())
     assert flicker["frames"] == 3 and [e for e in events_of(proc.stdout) if e["event"] == "flicker"]

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
-MOVIE_SUFFIXES = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v")
 
 
 class AlignInputError(ValueError):
@@ -59,65 +57,40 @@ def _formats(known):
     return parse
 
 
-# Frame patterns: deliberately minimal and private. TODO(merge): use boost_core.footage.frames (helper JOBS).
-_PLACEHOLDER = re.compile(r"#+|%0?(\d*)d")
-
-
 def _pattern_files(pattern: str, what: str) -> dict[int, Path]:
-    """{frame number: file} of the files matching a ``name_####.ext`` / ``name_%04d.ext`` pattern."""
+    """{frame number: file} of the files matching a ``name_####.ext`` / ``name_%04d.ext`` pattern
+    (``footage.frames``' pattern rules)."""
+    from ..footage import frames
+
     path = Path(pattern)
-    found = list(_PLACEHOLDER.finditer(path.name))
-    if len(found) != 1:
+    if not frames.is_pattern(pattern):
         raise AlignInputError(f"{what} {pattern!r} is not a frame pattern; write the frame number as #### or %04d "
                               "(e.g. depth_####.npy)")
-    mark = found[0]
-    digits = len(mark.group(0)) if mark.group(0).startswith("#") else int(mark.group(1) or 1)
-    regex = re.compile(re.escape(path.name[:mark.start()]) + r"(\d{%d,})" % digits
-                       + re.escape(path.name[mark.end():]) + r"\Z")
-    folder = path.parent
-    if not folder.is_dir():
-        raise AlignInputError(f"{what}: folder {folder} does not exist; check the pattern's folder")
-    files = {}
-    for entry in sorted(folder.iterdir()):
+    if not path.parent.is_dir():
+        raise AlignInputError(f"{what}: folder {path.parent} does not exist; check the pattern's folder")
+    regex = frames.pattern_regex(pattern)
+    files: dict[int, Path] = {}
+    for entry in sorted(path.parent.iterdir()):
         match = regex.match(entry.name)
         if match and entry.is_file():
             files.setdefault(int(match.group(1)), entry)
     if not files:
-        raise AlignInputError(f"{what}: no file in {folder} matches {path.name}; check the pattern")
+        raise AlignInputError(f"{what}: no file in {path.parent} matches {path.name}; check the pattern")
     return files
 
 
-class _Movie:
-    """Frames of a movie read forward once: ``loader(n)`` gives a zero-argument callable returning frame n (from
-    1) as (H, W, 3) float 0..1 RGB; the callables must be called in increasing n (as align_job does)."""
+def _movie_loader(movie: Path, number: int):
+    """A zero-argument callable giving frame ``number`` (from 1) of ``movie`` as float32 (H, W, 3) RGB in [0, 1]
+    (``footage.frames.read_movie_frame``: frames read in order are decoded one after the other)."""
+    from ..footage import frames
 
-    def __init__(self, path: Path):
-        import cv2
+    def load():
+        try:
+            return frames.read_movie_frame(movie, number).astype("float32")
+        except frames.FrameReadError as error:
+            raise AlignInputError(str(error)) from None
 
-        self.path = path
-        self.capture = cv2.VideoCapture(str(path))
-        if not self.capture.isOpened():
-            raise AlignInputError(f"cannot open movie {path} with OpenCV; convert it to .mp4 (H.264) or give the "
-                                  "frames as an image pattern")
-        self.count = int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        self.position = 0  # frames read so far
-
-    def loader(self, number: int):
-        return lambda: self._frame(number)
-
-    def _frame(self, number: int):
-        import cv2
-        import numpy as np
-
-        if number <= self.position:
-            raise RuntimeError(f"movie frames must be read in order (frame {number} after {self.position})")
-        image = None
-        while self.position < number:
-            ok, image = self.capture.read()
-            if not ok:
-                raise AlignInputError(f"movie {self.path} ends before frame {number}; give fewer depth frames")
-            self.position += 1
-        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+    return load
 
 
 def plan_frames(args) -> list[tuple]:
@@ -126,13 +99,19 @@ def plan_frames(args) -> list[tuple]:
     from ..image_io import output_paths
 
     depths = _pattern_files(args.depths, "RAW_DEPTH_PATTERN")
-    if Path(args.photos).suffix.lower() in MOVIE_SUFFIXES:
-        if not Path(args.photos).is_file():
+    from ..footage import frames as footage_frames
+
+    if footage_frames.is_movie(args.photos):
+        movie = Path(args.photos)
+        if not movie.is_file():
             raise AlignInputError(f"--photos {args.photos}: no such movie file; check the path")
-        movie = _Movie(Path(args.photos))
-        missing = [n for n in depths if n < 1 or (movie.count > 0 and n > movie.count)]
-        photos = {n: movie.loader(n) for n in depths if n not in missing}
-        where = f"movie {args.photos} ({movie.count} frames, counted from 1)"
+        count = footage_frames.movie_frame_count(movie)
+        if count == 0:
+            raise AlignInputError(f"cannot open movie {movie} with OpenCV; convert it to .mp4 (H.264) or give the "
+                                  "frames as an image pattern")
+        missing = [n for n in depths if n < 1 or n > count]
+        photos = {n: _movie_loader(movie, n) for n in depths if n not in missing}
+        where = f"movie {args.photos} ({count} frames, counted from 1)"
     else:
         photos = _pattern_files(args.photos, "--photos")
         missing = [n for n in depths if n not in photos]
