@@ -26,6 +26,18 @@ def online() -> bool:
     return bool(getattr(bpy.app, "online_access", True))
 
 
+def can_start(cls, *, needs_online: bool = False) -> bool:
+    """An operator's poll: no job running (and, for downloads, Allow Online Access on); else the reason is set
+    as the poll message (shown in the button's tooltip)."""
+    if running.running():
+        cls.poll_message_set("A job is running (cancel it or wait)")
+        return False
+    if needs_online and not online():
+        cls.poll_message_set(OFFLINE)
+        return False
+    return True
+
+
 def weight_rows(prefs) -> list[dict]:
     """One dict per registered weight file: name, title, filename, size, licence, note, status, manual."""
     folder = settings.models_dir(prefs)
@@ -64,13 +76,7 @@ class BOOST_DEPTH_OT_download_weights(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if running.running():
-            cls.poll_message_set("A depth job is running (cancel it or wait)")
-            return False
-        if not online():
-            cls.poll_message_set(OFFLINE)
-            return False
-        return True
+        return can_start(cls, needs_online=True)
 
     def invoke(self, context, event):
         wf = catalogue.get(self.name)
@@ -149,13 +155,7 @@ class BOOST_DEPTH_OT_install_torch(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if running.running():
-            cls.poll_message_set("A job is running (cancel it or wait)")
-            return False
-        if not online():
-            cls.poll_message_set(OFFLINE)
-            return False
-        return True
+        return can_start(cls, needs_online=True)
 
     def invoke(self, context, event):
         return context.window_manager.invoke_props_dialog(self, width=560, title="Install PyTorch",
@@ -227,10 +227,7 @@ class BOOST_DEPTH_OT_uninstall_torch(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if running.running():
-            cls.poll_message_set("A job is running (cancel it or wait)")
-            return False
-        return torch_install.installed(request.torch_root()) is not None
+        return can_start(cls) and torch_install.installed(request.torch_root()) is not None
 
     def invoke(self, context, event):
         return context.window_manager.invoke_confirm(self, event, title="Uninstall PyTorch",
@@ -250,7 +247,7 @@ class BOOST_DEPTH_OT_uninstall_torch(bpy.types.Operator):
 
 
 class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
-    """Check that the chosen Python can run the depth engine (version, torch, OpenCV, scikit-image)"""
+    """Check that the chosen Python can run the depth engine (version, torch, numpy, OpenCV, OpenEXR)"""
 
     bl_idname = "boost_depth.check_interpreter"
     bl_label = "Check Interpreter"
@@ -258,10 +255,7 @@ class BOOST_DEPTH_OT_check_interpreter(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if running.running():
-            cls.poll_message_set("A job is running (cancel it or wait)")
-            return False
-        return True
+        return can_start(cls)
 
     def execute(self, context):
         """The probe (up to minutes for a slow or broken interpreter) runs in a worker thread, as a job the

@@ -16,9 +16,10 @@ it are complete), 2 bad arguments or inputs (nothing written), 130 cancelled.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from ..host.atomic_files import file_identity
 
 EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 1, 2, 130
 
@@ -122,12 +123,12 @@ def plan_frames(args) -> list[tuple]:
                               "made from")
     if args.output.exists() and not args.output.is_dir():
         raise AlignInputError(f"--output {args.output} is a file; give a folder")
-    inputs = {_identity(p) for p in depths.values()}
+    inputs = {file_identity(p) for p in depths.values()}
     frames = []
     for number in sorted(depths):
         outputs = output_paths(depths[number].stem, args.output, args.format)
         for path in outputs.values():
-            if _identity(path) in inputs:
+            if file_identity(path) in inputs:
                 raise AlignInputError(f"writing {path} would overwrite an input depth map; choose another --output")
             if path.exists() and not args.overwrite:
                 raise AlignInputError(f"{path} already exists; pass --overwrite to replace it, or choose another "
@@ -135,13 +136,6 @@ def plan_frames(args) -> list[tuple]:
         frames.append((photos[number], depths[number], outputs))
     return frames
 
-
-def _identity(path: Path):
-    try:
-        st = os.stat(path)
-        return ("inode", st.st_dev, st.st_ino)
-    except OSError:
-        return ("path", os.path.normcase(str(Path(path).resolve())))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..host import peak_memory
 from ..host.devices import resolve_device
+from ..host.atomic_files import file_identity
 from ..host.signals import terminate_as_interrupt
 from ..algorithm.progressive import DEFAULT_INTERVAL
 
@@ -295,14 +296,6 @@ class PlanError(ValueError):
     folder cannot be written. Reported up front (exit 2) before any network is loaded."""
 
 
-def _identity(path: Path):
-    """What makes two paths the same file: (device, inode) when it exists, else the resolved path."""
-    try:
-        st = os.stat(path)
-        return ("inode", st.st_dev, st.st_ino)
-    except OSError:
-        return ("path", os.path.normcase(os.path.realpath(path)))
-
 
 def _check_output_folder(folder: Path) -> None:
     """The output folder (or, when it does not exist yet, its nearest existing parent) must be a writable folder.
@@ -341,7 +334,7 @@ def plan_job(args) -> tuple[list[str], list[str], list[str]]:
     notes: list[str] = []
     seen_inputs: dict = {}
     for image in args.images:
-        key = _identity(Path(image))
+        key = file_identity(Path(image))
         if key in seen_inputs:
             notes.append(f"{image}: listed more than once (same file as {seen_inputs[key]}); processed once")
             continue
@@ -352,7 +345,7 @@ def plan_job(args) -> tuple[list[str], list[str], list[str]]:
     for image in images:
         stem = Path(image).stem
         for target in output_paths(stem, args.output, args.format).values():
-            key = _identity(target)
+            key = file_identity(target)
             if key in seen_inputs:
                 raise PlanError(f"the output {target} of {image} would overwrite the input {seen_inputs[key]}; "
                                 "choose another --output folder")

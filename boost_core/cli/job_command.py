@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 
 from ..host import peak_memory
-from .estimate import EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, PlanError, _check_output_folder, _identity, _setup
+from ..host.atomic_files import file_identity
+from .estimate import EXIT_CANCELLED, EXIT_FAILED, EXIT_USAGE, PlanError, _check_output_folder, _setup
 
 
 def job_main(args, parser, reporter) -> int:
@@ -105,11 +106,11 @@ def _check_collisions(frames, args) -> None:
     """An output that is one of the inputs, or two frames with one output: PlanError (exit 2) before any work."""
     from ..image_io import output_paths
 
-    inputs = {_identity(f.path): str(f.path) for f in frames}
+    inputs = {file_identity(f.path): str(f.path) for f in frames}
     owners: dict = {}
     for frame in frames:
         for target in output_paths(frame.name, args.output, args.format).values():
-            key = _identity(target)
+            key = file_identity(target)
             if key in inputs:
                 raise PlanError(f"the output {target} of {frame.label} would overwrite the input {inputs[key]}; "
                                 "choose another --output folder")

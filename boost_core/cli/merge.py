@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..host.atomic_files import file_identity
 from ..tools.byod import INPUT_SUFFIXES, OUTPUT_SIZES, MergeInputError, load_merge_network, merge_files
 
 SUFFIX_FORMATS = {".png": "png16", ".exr": "exr", ".npy": "npy"}
@@ -129,12 +129,12 @@ def _pair_folders(low_dir: Path, high_dir: Path, out_dir: Path, suffix: str) -> 
 def check_outputs(jobs: list[Job], overwrite: bool) -> None:
     """Raise MergeInputError when an output would replace an input (never allowed) or, without ``overwrite``,
     an existing file, or when two merges would write the same file."""
-    inputs = {_identity(p) for job in jobs for p in (job.low, job.high) if p.exists()}
+    inputs = {file_identity(p) for job in jobs for p in (job.low, job.high) if p.exists()}
     seen: set = set()
     for job in jobs:
         if job.problem:
             continue
-        target = _identity(job.output)
+        target = file_identity(job.output)
         if target in inputs:
             raise MergeInputError(f"writing {job.output} would overwrite an input file; choose another --output")
         if target in seen:
@@ -144,14 +144,6 @@ def check_outputs(jobs: list[Job], overwrite: bool) -> None:
             raise MergeInputError(f"{job.output} already exists; pass --overwrite to replace it, or pick "
                                   "another --output")
 
-
-def _identity(path: Path):
-    """A key equal for two paths naming the same file (inode when it exists, else the resolved path)."""
-    try:
-        st = os.stat(path)
-        return ("inode", st.st_dev, st.st_ino)
-    except OSError:
-        return ("path", os.path.normcase(str(Path(path).resolve())))
 
 
 def main(argv: list[str] | None = None) -> int:

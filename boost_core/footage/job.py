@@ -18,7 +18,6 @@ write the same file and a kill at any moment leaves either the old or the new st
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,6 +25,8 @@ import socket
 import tempfile
 import time
 from pathlib import Path
+
+from ..host import atomic_files
 
 JOB_FOLDER = ".boost_depth_job"
 VERSION = 1
@@ -46,12 +47,7 @@ def settings_of(args) -> dict:
             "formats": list(args.format), "precision": args.precision, "temporal": bool(args.temporal)}
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_of = atomic_files.sha256_file  # SHA-256 (hex) of a file's bytes
 
 
 def write_json_atomically(path: Path, data: dict) -> None:

@@ -15,6 +15,27 @@ import os
 from pathlib import Path
 
 
+def file_identity(path) -> tuple:
+    """A key equal for two paths naming the same file: (device, inode) when it exists, else the resolved path
+    (so an output that is also an input is recognised under any spelling, hard links included)."""
+    try:
+        st = os.stat(path)
+        return ("inode", st.st_dev, st.st_ino)
+    except OSError:
+        return ("path", os.path.normcase(str(Path(path).resolve())))
+
+
+def sha256_file(path) -> str:
+    """SHA-256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def umask() -> int:
     """The process's umask (read by setting and restoring it: call from the main thread)."""
     mask = os.umask(0o022)
