@@ -300,20 +300,6 @@ class EstimateRequest(EngineRequest):
 
 
 # --------------------------------------------------------------------------------------------- footage
-def engine_runs_jobs() -> bool:
-    """Does the engine this extension runs (its bundled ``boost_core``, first on the child's PYTHONPATH) take
-    frame patterns, movies and ``--frames`` with a resumable job file (issue 22)? Without it, an image sequence
-    is handed over one file per frame and a movie cannot be read."""
-    import importlib.util
-
-    package = __package__.rsplit(".", 1)[0] if __package__ and "." in __package__ else ""
-    name = f"{package}.boost_core.footage.job" if package else "boost_core.footage.job"
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 class FootageJob(engine_process.EngineJob):
     """The engine child of a footage estimate; its failure says the fix in Blender's words."""
 
@@ -371,10 +357,6 @@ class FootageRequest(EngineRequest):
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise RequestError(f"Footage frames not found: {', '.join(str(p) for p in missing[:3])}{more}; "
                                "change the frame range (or the Offset) to frames that exist")
-        jobs = engine_runs_jobs()
-        if source.kind == "MOVIE" and not jobs:
-            raise RequestError("This version of the depth engine cannot read movie files yet: render the movie "
-                               "to an image sequence (e.g. PNG frames) and open that instead")
         net = resolve_net(net, prefs)
         if net not in settings.network_names():
             raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
@@ -388,21 +370,17 @@ class FootageRequest(EngineRequest):
         sequence = footage.DepthSequence.for_source(source, out, first, last, offset)
         # exr: the Image sequence Blender shows and renders; npy: the same values for Python (mesh, focus)
         fmts = list(dict.fromkeys(["exr", "npy", *sorted(formats)]))
-        if jobs:  # the engine walks the pattern / movie itself and keeps the job file beside the outputs
-            inputs = [source.pattern]
-        else:  # today's engine: one path per frame, outputs named after them; every frame is redone
-            inputs = [source.frame_file(n) for n in numbers]
+        # the engine walks the pattern / movie itself over --frames and keeps the job file beside the outputs
         arguments = engine_process.estimate_arguments(
-            inputs, net=net, mode=mode, output=out, formats=fmts, max_res=max_res or None, device=device(prefs),
+            [source.pattern], net=net, mode=mode, output=out, formats=fmts, max_res=max_res or None, device=device(prefs),
             base_weights=bpy.path.abspath(base_weights) if base_weights else None,
             merge_weights=bpy.path.abspath(merge_weights) if merge_weights else None,
             models_dir=settings.models_dir(prefs))
-        if jobs:
-            arguments += ["--frames", f"{numbers.start}-{numbers.stop - 1}"]
-            if start_over:
-                arguments += ["--start-over"]
-        else:
-            arguments += ["--overwrite"]
+        arguments += ["--frames", f"{numbers.start}-{numbers.stop - 1}"]
+        if start_over:
+            arguments += ["--start-over"]
+        if s.footage_temporal:  # each frame's depth aligned to its predecessors where the picture did not change
+            arguments += ["--temporal"]
         python, deps = engine_python(prefs)
         env = engine_environment(deps)
         try:

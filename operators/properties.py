@@ -263,6 +263,13 @@ class BOOST_DEPTH_PG_settings(DepthRangeProps, MeshProps, CameraProps, bpy.types
         "numbered from 1001 on a timeline from 1)",
         default=0,
     )
+    footage_temporal: BoolProperty(
+        name="Steady Depth",
+        description="Align each frame's depth to the frames before it where the picture did not change (a robust "
+        "scale and shift fit after motion compensation), so the same wall keeps its depth through the shot; the "
+        "job reports the flicker with and without it. Off for unrelated photos",
+        default=False,
+    )
     footage_folder: StringProperty(
         name="Depth Folder",
         subtype="DIR_PATH",

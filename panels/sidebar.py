@@ -152,6 +152,7 @@ def draw_footage(layout, context, photo):
     sub.prop(s, "footage_start", text="Start")
     sub.prop(s, "footage_end", text="End")
     col.prop(s, "footage_offset")
+    col.prop(s, "footage_temporal")
     box.prop(s, "footage_folder", text="")
     try:
         folder = footage.output_folder(s, footage.source_of(photo))

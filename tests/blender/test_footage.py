@@ -5,6 +5,7 @@ image sequence; the depth mesh, the displaced plane and the DOF camera's focus f
 Every expectation is computed here from the engine's files with numpy and the pinhole model written out below,
 independently of the extension's scene.geometry."""
 
+import json
 import math
 import subprocess
 import time
@@ -196,8 +197,7 @@ def test_estimate_over_the_range_writes_and_loads_a_depth_sequence(estimated):
         assert values.shape == (64, 96) and np.isfinite(values).all() and values.std() > 0
         np.testing.assert_allclose(file_pixels(folder / f"shot_{n:04d}.exr")[..., 0], values, rtol=1e-6, atol=1e-6)
     assert all(np.abs(a - b).mean() > 1e-4 for a, b in zip(maps, maps[1:]))  # the camera pans: frames differ
-    if ext("engine_link.request").engine_runs_jobs():  # the job engine (issue 22 part 1) keeps its job file there
-        assert (folder / ".boost_depth_job" / "job.json").is_file()
+    assert (folder / ".boost_depth_job" / "job.json").is_file()  # the engine's job file, beside the frames
     assert seen["editor"] == (START, END - START + 1, START - 1, True)  # scene frame n shows frame n
     assert seen["after_undo"]  # one undo step: the result as a whole
 
@@ -496,26 +496,25 @@ def build_request(sequence, **kw):
     return request.FootageRequest.build(bpy.context, sequence, net="midas_v2", mode="r0", **w, **kw)
 
 
-def test_requests_for_todays_engine_and_the_job_engine(tmp_path, monkeypatch):
+def test_the_request_hands_the_engine_the_pattern_and_the_frames(tmp_path):
     request = ext("engine_link.request")
     frames = panned_frames(tmp_path / "shots", count=4, first=1001)
     sequence = open_sequence(frames[0])
     s = bpy.context.scene.boost_depth
     s.footage_scene_range, s.footage_start, s.footage_end, s.footage_offset = False, 1, 3, 1000
-    monkeypatch.setattr(request, "engine_runs_jobs", lambda: False)
     r = build_request(sequence)
     args = r.arguments
-    files = [a for a in args if a.endswith(".png")]
-    assert files == [str(tmp_path / "shots" / f"shot_{n}.png") for n in (1001, 1002, 1003)]
-    assert "--overwrite" in args and "--frames" not in args
     assert args[args.index("--output") + 1] == str(tmp_path / "shots" / "shot_depth")
     assert args[args.index("--format") + 1] == "exr,npy"
     assert r.sequence.path(2) == tmp_path / "shots" / "shot_depth" / "shot_1002.exr"
-    monkeypatch.setattr(request, "engine_runs_jobs", lambda: True)
+    assert "--temporal" not in args and "--start-over" not in args
+    s.footage_temporal = True
     r = build_request(sequence, start_over=True)
     args = r.arguments
     assert args[0] == str(tmp_path / "shots" / "shot_####.png")
     assert args[args.index("--frames") + 1] == "1001-1003" and "--start-over" in args and "--overwrite" not in args
+    assert "--temporal" in args
+    s.footage_temporal = False
     # a frame that is not on disk: refused before anything starts, naming the file and the fix
     s.footage_end = 5
     with pytest.raises(request.RequestError, match=r"shot_1005\.png.*change the frame range"):
@@ -536,7 +535,7 @@ def test_a_missing_frame_stops_the_operator_and_leaves_the_scene(tmp_path, monke
     assert not (tmp_path / "shots" / "shot_depth").exists()
 
 
-def test_movie_source(tmp_path, engine_python, monkeypatch):
+def test_movie_source(tmp_path, engine_python):
     movie = tmp_path / "clip.avi"
     code = ("import sys, cv2, numpy as np\n"
             "w = cv2.VideoWriter(sys.argv[1], cv2.VideoWriter_fourcc(*'MJPG'), 24, (96, 64))\n"
@@ -551,10 +550,6 @@ def test_movie_source(tmp_path, engine_python, monkeypatch):
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 2, 4
     request = ext("engine_link.request")
-    monkeypatch.setattr(request, "engine_runs_jobs", lambda: False)
-    with pytest.raises(request.RequestError, match="cannot read movie files yet"):
-        build_request(clip)
-    monkeypatch.setattr(request, "engine_runs_jobs", lambda: True)
     r = build_request(clip)
     assert r.arguments[0] == str(movie) and r.arguments[r.arguments.index("--frames") + 1] == "2-4"
     assert r.arguments[r.arguments.index("--output") + 1] == str(tmp_path / "clip_depth")
@@ -564,9 +559,7 @@ def test_movie_source(tmp_path, engine_python, monkeypatch):
         build_request(clip)
 
 
-def test_estimating_again_resumes_with_the_job_engine_and_redoes_without_it(use_engine, synthetic_weights,
-                                                                            tmp_path):
-    jobs = ext("engine_link.request").engine_runs_jobs()
+def test_estimating_again_resumes_the_job(use_engine, synthetic_weights, tmp_path):
     frames = panned_frames(tmp_path / "shots", count=2)
     sequence = open_sequence(frames[0])
     scene = bpy.context.scene
@@ -581,19 +574,34 @@ def test_estimating_again_resumes_with_the_job_engine_and_redoes_without_it(use_
     again = {p.name: p.stat().st_mtime_ns for p in folder.glob("shot_*")}
     depth = bpy.data.images[f"{sequence.name} depth"]
     assert depth.source == "SEQUENCE" and len([i for i in bpy.data.images if i.name.endswith(" depth")]) == 1
-    if jobs:  # the job file knows the frames are done: none is written again
-        assert again == written
-        with pytest.raises(RuntimeError, match="other settings.*press Start Over in the Depth tab"):
-            bpy.ops.boost_depth.estimate(**run, max_res=48)
-        assert bpy.data.images[f"{sequence.name} depth"] == depth  # the scene as it was
-        assert bpy.ops.boost_depth.estimate(**run, max_res=48, start_over=True) == {"FINISHED"}
-    else:  # today's engine keeps no record: every frame is redone
-        assert again.keys() == written.keys() and all(again[k] > written[k] for k in written)
+    assert again == written  # the job file knows the frames are done: none is written again
+    with pytest.raises(RuntimeError, match="other settings.*press Start Over in the Depth tab"):
+        bpy.ops.boost_depth.estimate(**run, max_res=48)
+    assert bpy.data.images[f"{sequence.name} depth"] == depth  # the scene as it was
+    assert bpy.ops.boost_depth.estimate(**run, max_res=48, start_over=True) == {"FINISHED"}
+
+
+def test_steady_depth_aligns_the_sequence_and_reports_the_flicker(use_engine, synthetic_weights, tmp_path):
+    """Steady Depth on: the engine aligns the frames (--temporal); the flicker figure lands with the job and the
+    depth frames share one value range (each frame alone would span 0..1)."""
+    frames = panned_frames(tmp_path / "shots", count=3)
+    sequence = open_sequence(frames[0])
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = 1, 3
+    scene.boost_depth.footage_temporal = True
+    run = {"image": sequence.name, "net": "midas_v2", "mode": "r0", **weights_args(synthetic_weights)}
+    assert bpy.ops.boost_depth.estimate(**run) == {"FINISHED"}
+    folder = tmp_path / "shots" / "shot_depth"
+    flicker = json.loads((folder / ".boost_depth_job" / "flicker.json").read_text())
+    assert flicker["frames"] == 3 and flicker["flicker_aligned"] >= 0 and flicker["flicker_unaligned"] >= 0
+    maps = [np.load(folder / f"shot_{n:04d}.npy") for n in (1, 2, 3)]
+    assert min(m.min() for m in maps) >= -1e-6 and max(m.max() for m in maps) <= 1 + 1e-6
+    assert sum(np.isclose(m.min(), 0) and np.isclose(m.max(), 1) for m in maps) < 3  # one range, not per frame
 
 
 def test_movie_estimate_end_to_end(use_engine, synthetic_weights, tmp_path):
-    """A movie over scene frames 2..3: with the job engine, the depth sequence clip_000002.exr.. follows the
-    timeline; today's engine cannot read movies, and Estimate says so without starting anything."""
+    """A movie over scene frames 2..3: the engine reads the movie's frames 2 and 3 itself; the depth sequence
+    clip_000002.exr.. follows the timeline."""
     movie = tmp_path / "clip.avi"
     code = ("import sys, cv2\n"
             "photo = cv2.imread(sys.argv[2])\n"
@@ -606,11 +614,6 @@ def test_movie_estimate_end_to_end(use_engine, synthetic_weights, tmp_path):
     scene = bpy.context.scene
     scene.frame_start, scene.frame_end = 2, 3
     run = {"image": clip.name, "net": "midas_v2", "mode": "r0", **weights_args(synthetic_weights)}
-    if not ext("engine_link.request").engine_runs_jobs():
-        with pytest.raises(RuntimeError, match="cannot read movie files yet"):
-            bpy.ops.boost_depth.estimate(**run)
-        assert not ext("engine_link.running").running() and f"{clip.name} depth" not in bpy.data.images
-        return
     assert bpy.ops.boost_depth.estimate(**run) == {"FINISHED"}
     folder = tmp_path / "clip_depth"
     assert sorted(p.name for p in folder.glob("clip_*")) == [
