@@ -210,6 +210,20 @@ def resolve_mode(name: str, prefs) -> str:
     return prefs.default_mode if prefs is not None else "final"
 
 
+def resolve_run(net: str, mode: str, prefs, *, weights_given: bool) -> tuple[str, str]:
+    """(network, mode) of a run: the preferences' defaults for empty ones; RequestError for an unknown network or,
+    unless the weight files are given, weights missing from the models folder."""
+    net = resolve_net(net, prefs)
+    if net not in settings.network_names():
+        raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
+    if not weights_given:
+        missing = settings.missing_weights(net, prefs, max_age=0.0)
+        if missing:
+            raise RequestError(f"Missing weights: {', '.join(missing)}; download them in "
+                               "Preferences > Add-ons > Boost Depth")
+    return net, resolve_mode(mode, prefs)
+
+
 @dataclass
 class EstimateRequest(EngineRequest):
     """An estimate of one photo. photo_name: the image datablock the depth image belongs to (for a file, its
@@ -254,15 +268,7 @@ class EstimateRequest(EngineRequest):
             if images.is_depth_image(photo):
                 raise RequestError(f"{photo.name!r} is a depth image; choose its photo instead")
             photo_name = photo.name
-        net = resolve_net(net, prefs)
-        if net not in settings.network_names():
-            raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
-        mode = resolve_mode(mode, prefs)
-        if not (base_weights and merge_weights):
-            missing = settings.missing_weights(net, prefs, max_age=0.0)
-            if missing:
-                raise RequestError(f"Missing weights: {', '.join(missing)}; download them in "
-                                   "Preferences > Add-ons > Boost Depth")
+        net, mode = resolve_run(net, mode, prefs, weights_given=bool(base_weights and merge_weights))
 
         workdir = Path(tempfile.mkdtemp(prefix="boost_depth_"))
         try:
@@ -357,15 +363,7 @@ class FootageRequest(EngineRequest):
             more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
             raise RequestError(f"Footage frames not found: {', '.join(str(p) for p in missing[:3])}{more}; "
                                "change the frame range (or the Offset) to frames that exist")
-        net = resolve_net(net, prefs)
-        if net not in settings.network_names():
-            raise RequestError(f"Unknown network {net!r}; choose one of {', '.join(settings.network_names())}")
-        mode = resolve_mode(mode, prefs)
-        if not (base_weights and merge_weights):
-            missing_weights = settings.missing_weights(net, prefs, max_age=0.0)
-            if missing_weights:
-                raise RequestError(f"Missing weights: {', '.join(missing_weights)}; download them in "
-                                   "Preferences > Add-ons > Boost Depth")
+        net, mode = resolve_run(net, mode, prefs, weights_given=bool(base_weights and merge_weights))
         out = Path(folder) if folder else footage.output_folder(s, source)
         sequence = footage.DepthSequence.for_source(source, out, first, last, offset)
         # exr: the Image sequence Blender shows and renders; npy: the same values for Python (mesh, focus)

@@ -240,15 +240,7 @@ def load_depth_sequence(sequence: DepthSequence, photo_name: str, kind: str, pro
     except Exception:
         bpy.data.images.remove(image)
         raise
-    name = images.depth_image_name(photo_name)
-    old = bpy.data.images.get(name)
-    if old is not None and old != image:
-        old.user_remap(image)
-        bpy.data.images.remove(old)
-    image.name = name
-    image.use_fake_user = True
-    image[images.KIND_KEY] = kind
-    image[images.SOURCE_KEY] = photo_name
+    images.adopt_as_depth(image, photo_name, kind)
     record = sequence.record()
     if bpy.data.filepath and bpy.context.preferences.filepaths.use_relative_paths:
         try:  # relative to the saved .blend, as Blender stores the files it opens: the shot moves as a whole

@@ -23,6 +23,20 @@ def depth_image_name(photo_name: str) -> str:
     return f"{photo_name}{DEPTH_SUFFIX}"
 
 
+def adopt_as_depth(image, photo_name: str, kind: str) -> None:
+    """Make ``image`` the depth image of ``photo_name`` (named ``<photo> depth``, kept with a fake user, its kind
+    and photo recorded); an earlier depth image of that name hands its users over and is removed."""
+    name = depth_image_name(photo_name)
+    old = bpy.data.images.get(name)
+    if old is not None and old != image:
+        old.user_remap(image)
+        bpy.data.images.remove(old)
+    image.name = name
+    image.use_fake_user = True
+    image[KIND_KEY] = kind
+    image[SOURCE_KEY] = photo_name
+
+
 def is_depth_image(image) -> bool:
     return image is not None and KIND_KEY in image.keys()
 
@@ -81,15 +95,7 @@ def load_depth_image(
     except Exception:
         bpy.data.images.remove(image)
         raise
-    name = depth_image_name(photo_name)
-    old = bpy.data.images.get(name)
-    if old is not None and old != image:
-        old.user_remap(image)
-        bpy.data.images.remove(old)
-    image.name = name
-    image.use_fake_user = True
-    image[KIND_KEY] = kind
-    image[SOURCE_KEY] = photo_name
+    adopt_as_depth(image, photo_name, kind)
     for key, value in (properties or {}).items():
         if value is not None:
             image[f"depth_{key}"] = value
