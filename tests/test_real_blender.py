@@ -316,7 +316,9 @@ def test_batch_depth_writes_depth_files_and_a_blend_that_reopens(real_blender, e
     assert_no_traceback(ran, "batch_depth.py")
     ran.expect(0)
     assert "[1/1] photo_96x64.png: ok" in ran.output and "done: 1 ok, 0 failed" in ran.output, ran.tail()
-    assert sorted(p.name for p in out.iterdir()) == ["photo_96x64.exr", "photo_96x64.png", "photos.blend"]
+    assert sorted(p.name for p in out.iterdir()) == [".boost_depth_job", "photo_96x64.exr", "photo_96x64.png",
+                                                     "photos.blend"]
+    assert (out / ".boost_depth_job" / "job.json").is_file()  # the batch runs as a resumable job (issue 22)
     png = cv2.imread(str(out / "photo_96x64.png"), cv2.IMREAD_UNCHANGED)
     assert png is not None and png.dtype == np.uint16 and png.shape == (64, 96), (png.dtype, png.shape)
     assert png.max() > png.min(), "a flat 16-bit depth PNG"
