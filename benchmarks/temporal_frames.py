@@ -6,7 +6,7 @@ Writes OUT_DIR/photos/frame_0001.png ... : the photo is first halved (741x500 ->
 moves STEP px right per frame (and STEP/2 px down every other frame), a camera pan in which every pixel moves.
 Then the engine over them and ``align`` over its raw depth (the figures of the footage branch's report)::
 
-    python benchmarks/temporal_frames.py /tmp/pan
+    python benchmarks/temporal_frames.py pan/
     python tests/synthetic_weights.py --out /tmp/pan/weights midas_v2 merge_net   # or real weights
     python -m boost_core /tmp/pan/photos/frame_*.png --net midas_v2 --mode r0 --format npy --output /tmp/pan/raw \
         --base-weights /tmp/pan/weights/midas_v2.pt --merge-weights /tmp/pan/weights/merge_net.pth
