@@ -7,11 +7,11 @@ moves STEP px right per frame (and STEP/2 px down every other frame), a camera p
 Then the engine over them and ``align`` over its raw depth (the figures of the footage branch's report)::
 
     python benchmarks/temporal_frames.py pan/
-    python tests/synthetic_weights.py --out /tmp/pan/weights midas_v2 merge_net   # or real weights
-    python -m boost_core /tmp/pan/photos/frame_*.png --net midas_v2 --mode r0 --format npy --output /tmp/pan/raw \
-        --base-weights /tmp/pan/weights/midas_v2.pt --merge-weights /tmp/pan/weights/merge_net.pth
-    python -m boost_core align '/tmp/pan/raw/frame_####.npy' --photos '/tmp/pan/photos/frame_####.png' \
-        --output /tmp/pan/aligned     # prints both flicker figures, writes /tmp/pan/aligned/flicker.json
+    python tests/synthetic_weights.py --out pan/weights midas_v2 merge_net   # or real weights
+    python -m boost_core pan/photos/frame_*.png --net midas_v2 --mode r0 --format npy --output pan/raw \
+        --base-weights pan/weights/midas_v2.pt --merge-weights pan/weights/merge_net.pth
+    python -m boost_core align 'pan/raw/frame_####.npy' --photos 'pan/photos/frame_####.png' \
+        --output pan/aligned     # prints both flicker figures, writes pan/aligned/flicker.json
 """
 
 from __future__ import annotations

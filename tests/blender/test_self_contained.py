@@ -5,7 +5,6 @@ the engine child then runs on Blender's own Python (the bpy venv's interpreter, 
 its own) and no pip runs at any moment; Uninstall removes PyTorch, and removing the extension removes its wheels.
 """
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 bpy = pytest.importorskip("bpy", reason="needs the bpy wheel")
 
 from conftest import DATA, ext, prefs  # noqa: E402
-from package_index import PackageIndex  # noqa: E402
+from package_index import PackageIndex, _file_sha256 as file_sha256  # noqa: E402
 
 from boost_core.host import wheel_lock  # noqa: E402
 
@@ -28,12 +27,6 @@ PYTHON = wheel_lock.this_python()
 TORCH_WHEELS = Path(os.environ.get("BOOST_DEPTH_TORCH_WHEELS", "/opt/wheels"))
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def dist_info(site: Path) -> set[str]:
