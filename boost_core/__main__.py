@@ -22,6 +22,21 @@ def _run() -> int:
 
         report_cancel(sys.argv[1:])
         return 130
+    finally:
+        _forget_caught_interrupts()
+
+
+def _forget_caught_interrupts() -> None:
+    """Make a caught cancel end with the exit status the command returned (130), not a death by SIGINT.
+
+    Under ``python -m``, CPython remembers a KeyboardInterrupt that ended any *string* ``exec``/``eval``
+    (``PyRun_String``: dataclasses, namedtuple and torch's import run code that way) even when it was caught, and
+    after a normal ``sys.exit`` kills itself with SIGINT (``Py_RunMain``'s check of
+    ``_PyRuntime.signals.unhandled_keyboard_interrupt``). A signal landing during such an import therefore turned
+    exit 130 into -2 now and then. The flag is cleared at the start of every string evaluation, so one empty
+    evaluation here clears it; a KeyboardInterrupt that really is unhandled still propagates and sets it again.
+    """
+    exec("None", {})
 
 
 if __name__ == "__main__":

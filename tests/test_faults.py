@@ -7,7 +7,8 @@ Rows of the issue and their tests:
 3. modes follow the umask, an overwritten file keeps its mode:
    test_new_files_follow_the_umask_and_replaced_keep_their_mode
 4. a cancel at any moment: exit 130, done event, no files, no cc1 left:
-   test_a_signal_during_start_up, test_a_signal_while_the_networks_load, test_a_signal_while_the_kernels_compile,
+   test_a_signal_during_start_up, test_a_cancel_inside_a_string_exec_still_exits_130,
+   test_a_signal_while_the_networks_load, test_a_signal_while_the_kernels_compile,
    test_a_signal_during_inference, test_a_cancel_between_two_renames_undoes_the_image
 5. bad values refused before any work (exit 2, argparse-style): test_bad_values_are_refused_up_front
 6. one clear line per failure, decoder text becomes warnings:
@@ -328,6 +329,25 @@ def test_a_signal_during_start_up(signum, checkpoints, engine_env, tmp_path):
     proc.send_signal(signum)
     stdout, stderr = proc.communicate(timeout=120)
     assert_cancelled(proc, stdout, stderr, tmp_path / "out")
+
+
+def test_a_cancel_inside_a_string_exec_still_exits_130(engine_env, tmp_path):
+    """CPython under ``-m`` remembers a KeyboardInterrupt that ended a string ``exec`` (dataclasses and torch's
+    import run code that way) even when it was caught, and then dies by SIGINT (-2) instead of exiting 130: seen
+    once in CI with a SIGTERM during start-up. Here the command itself is cut short inside such an exec, every
+    time: a ``sitecustomize`` on the child's path replaces the CLI's entry point (nothing in the engine knows)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import boost_core.cli.main as cli_main\n"
+        "def cut_short(argv=None):\n"
+        "    exec('raise KeyboardInterrupt', {})\n"
+        "cli_main.main = cut_short\n")
+    env = dict(engine_env, PYTHONPATH=os.pathsep.join([str(hook), engine_env["PYTHONPATH"]]))
+    result = cli(["photo.png", "--progress", "json"], env)
+    assert result.returncode == 130, (result.returncode, result.stderr)
+    assert events_of(result.stdout)[-1] == {"event": "done", "ok": 0, "failed": 0, "cancelled": True}
+    assert result.stderr.strip() == "cancelled"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
