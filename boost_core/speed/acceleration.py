@@ -27,11 +27,15 @@ by the parity goldens in ``tests/``):
   and F(6x6, 3x3) on large maps (MiDaS v2 another -3% at 384², -6% at 768², LeReS -6..11%, SGR -12%);
   without a C compiler it keeps the torch form and its floors; True requires it (an error names what is missing),
   False keeps the torch form.
-* ``layer_rewrites``: "auto" (default) computes two layer patterns of the channels-last networks on CPU in an
+* ``layer_rewrites``: "auto" (default) computes these layer patterns of the channels-last networks on CPU in an
   equivalent, faster form (same multiplies, float32 rounding only): 4x4 stride-2 up-convolutions with <= 4 output
   channels as one GEMM and an overlap-add (``boost_core.speed.upconv_gemm``: the merge net's last layer, 128 -> 1 at 512²,
   82 -> 26 ms), and a bilinear x2 upsampling followed by a 3x3 convolution as one four-phase 3x3 convolution at the
-  input's size (``boost_core.speed.upsample_conv``: MiDaS v2's head). True forces them, False keeps the original layers.
+  input's size (``boost_core.speed.upsample_conv``: MiDaS v2's head); on channels-last networks also the ResNet
+  bottlenecks' ReLUs and residual sums as oneDNN post-ops of their convolutions (``boost_core.speed.fused_activations``:
+  MiDaS v2 at 768² about -3%) and the merge net's skip concatenations written in place, the parent's ReLU with them
+  (``boost_core.speed.unet_concat``: merge net -5% at 1024², bit for bit). True forces them, False keeps the original
+  layers.
 * ``threads``: torch intra-op threads (None: leave torch's setting alone).
 * ``reuse_freed_memory`` (on): glibc keeps freed activation memory for the next layer instead of unmapping it
   (``boost_core.speed.allocator``; process-wide; merge net -25..35%, MiDaS 768² -20..25% on this project's CPU).
@@ -223,6 +227,13 @@ def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device:
 
         upconv_gemm.replace_layers(model)  # narrow 4x4 stride-2 up-convolutions: GEMM + overlap-add
         upsample_conv.replace_pairs(model, kernels)  # bilinear x2 + 3x3 convolution: four phases at the input's size
+        if channels_last:
+            from . import fused_activations
+
+            fused_activations.replace_blocks(model)  # bottlenecks: ReLUs and the residual sum as oneDNN post-ops
+            from . import unet_concat
+
+            model = unet_concat.concat_free(model)  # merge net: skip concatenations written in place
     if channels_last:
         model = ChannelsLast(model)
     model.eval()

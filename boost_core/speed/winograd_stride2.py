@@ -256,13 +256,31 @@ class WinogradStride2ConvTranspose2d(_Stride2Layer):
                 out[:, :, a, :, b] = y[:, a:a + h, b:b + w, a, b]  # phase (a, b) of pixel (i, j) sits at (i+a, j+b)
         return out.view(n, 2 * h, 2 * w, k).permute(0, 3, 1, 2)
 
-    def _compiled_winograd(self, x: torch.Tensor, k: int) -> torch.Tensor:
+    def forward_into(self, x: torch.Tensor, out: torch.Tensor) -> None:
+        """``out.copy_(self(x))`` without the intermediate map where the compiled transforms compute the layer.
+
+        out: (N, k, 2H, 2W) float32 with unit channel stride, e.g. a channel slice of a channels-last map (the
+        merge net's concatenations, ``boost_core.speed.unet_concat``).
+        """
+        n, _, h, w = x.shape
+        k = self.layer.out_channels
+        if (not self.uses_winograd(h, w) or not self._compiled() or out.dtype != torch.float32
+                or out.stride(1) != 1 or tuple(out.shape) != (n, k, 2 * h, 2 * w)):
+            out.copy_(self(x))
+            return
+        if self._valid is None:
+            self._valid = self._transformed()
+        self._compiled_winograd(x, k, out.permute(0, 2, 3, 1))
+
+    def _compiled_winograd(self, x: torch.Tensor, k: int, out: torch.Tensor | None = None) -> torch.Tensor:
         """Reads x without padding (zeros outside) and writes each phase (a, b) of the (h + 1) x (w + 1) 'valid'
-        output straight to its pixels: phase (a, b) at (Y, X) is output pixel (2Y - a, 2X - b)."""
+        output straight to its pixels: phase (a, b) at (Y, X) is output pixel (2Y - a, 2X - b). ``out``: the
+        (n, 2h, 2w, k) target with unit channel stride (default: a new NHWC map)."""
         n, c, h, w = x.shape
         x = x.to(torch.float32)
         nhwc = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)
-        out = x.new_empty((n, 2 * h, 2 * w, k))
+        if out is None:
+            out = x.new_empty((n, 2 * h, 2 * w, k))
         bias = self.layer.bias
 
         def fill(v, first, rows, cols):
