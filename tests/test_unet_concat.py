@@ -6,6 +6,7 @@ input, and the plain network as loaded (float32 rounding of the Winograd layers 
 
 import copy
 
+import pytest
 import torch
 
 from boost_core.algorithm.depth_networks import MERGE_SIZE
@@ -31,6 +32,9 @@ def test_the_in_place_concatenations_give_the_same_bits(monkeypatch):
     generator = _merge_net()
     level_by_level = _accelerated(generator, False, monkeypatch)
     in_place = _accelerated(generator, True, monkeypatch)
+    levels = []  # the in-place path really runs (its fallback would give the same bits)
+    real_level = unet_concat.rectified_level
+    monkeypatch.setattr(unet_concat, "rectified_level", lambda block, x: levels.append(x.shape) or real_level(block, x))
     assert isinstance(in_place.model, unet_concat.ConcatFreeUnet)
     assert not any(isinstance(m, unet_concat.ConcatFreeUnet) for m in level_by_level.modules())
     if compiled.winograd_kernels() is not None:  # the up-convolutions that write into the concatenation directly
@@ -41,8 +45,27 @@ def test_the_in_place_concatenations_give_the_same_bits(monkeypatch):
         expected, got = level_by_level(x.clone()), in_place(x.clone())
         plain = generator(x.clone())
     assert got.shape == (1, 1, MERGE_SIZE, MERGE_SIZE) and got.is_contiguous()
+    assert len(levels) == 9  # every inner level of the 10-down U-Net
     assert torch.equal(got, expected)
     assert float((got - plain).abs().max()) < 1e-4  # and the network as loaded, to float32 rounding
+
+
+def test_an_up_convolution_writes_straight_into_a_channel_slice():
+    """forward_into on the compiled path fills every pixel and channel of the slice and only those."""
+    if compiled.winograd_kernels() is None:
+        pytest.fail(f"no compiled Winograd transforms: {compiled.unavailable_reason()} (CI has a C compiler)")
+    torch.manual_seed(4)
+    layer = torch.nn.ConvTranspose2d(256, 64, 4, stride=2, padding=1, bias=False).eval()
+    up = winograd_stride2.WinogradStride2ConvTranspose2d(layer, compiled.winograd_kernels())
+    x = torch.randn(1, 256, 40, 36).contiguous(memory_format=torch.channels_last)
+    assert up.uses_winograd(40, 36)
+    buffer = torch.full((1, 80, 72, 64 + 64), float("nan")).permute(0, 3, 1, 2)  # NHWC memory, NCHW view
+    with torch.inference_mode():
+        up.forward_into(x, buffer[:, 64:])
+        expected = layer(x)
+    assert torch.isnan(buffer[:, :64]).all()  # the other half untouched
+    assert not torch.isnan(buffer[:, 64:]).any()
+    assert float((buffer[:, 64:] - expected).abs().max() / expected.abs().max()) < 1e-5
 
 
 def test_one_level_equals_cat_then_relu():
