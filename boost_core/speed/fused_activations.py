@@ -50,7 +50,7 @@ def qualifies(block: nn.Module) -> bool:
     """A ``resnext.Bottleneck`` whose BatchNorms are folded and whose 1x1 convolutions can carry the post-ops."""
     from ..networks.layers import resnext
 
-    return (isinstance(block, resnext.Bottleneck) and not isinstance(block, FusedBottleneck)
+    return (isinstance(block, resnext.Bottleneck)
             and all(type(getattr(block, name)) is nn.Identity for name in ("bn1", "bn2", "bn3"))
             and _fusable(block.conv1) and _fusable(block.conv3))
 

@@ -272,7 +272,9 @@ def test_a_saved_blend_refers_to_the_depth_relatively_and_moves_with_it(estimate
     np.testing.assert_allclose(mesh_co(obj.data), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_frames_are_read_once_and_again_when_their_file_changes(estimated, tmp_path, monkeypatch):
+def loaded_copy(estimated, tmp_path):
+    """The estimated depth frames copied to tmp_path/copy and loaded for the photo sequence: (footage module,
+    sequence image, copy folder), so a test can change the copy's files."""
     import shutil
 
     footage = ext("scene.footage")
@@ -281,6 +283,11 @@ def test_frames_are_read_once_and_again_when_their_file_changes(estimated, tmp_p
     shutil.copytree(estimated["folder"], folder)
     record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "folder": str(folder)})
     footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    return footage, sequence, folder
+
+
+def test_frames_are_read_once_and_again_when_their_file_changes(estimated, tmp_path, monkeypatch):
+    footage, sequence, folder = loaded_copy(estimated, tmp_path)
     scene = bpy.context.scene
     scene.frame_set(2)
     bpy.ops.boost_depth.mesh_from_depth(image=sequence.name, fov=FOV, resolution=13, near=NEAR, far=FAR,
@@ -388,14 +395,7 @@ def test_dof_camera_keys_its_focus_on_a_picked_point_per_frame(estimated):
 
 
 def test_a_lost_depth_frame_is_named_and_nothing_is_built(estimated, tmp_path):
-    import shutil
-
-    footage = ext("scene.footage")
-    sequence = open_sequence(estimated["frames"][0])
-    folder = tmp_path / "copy"
-    shutil.copytree(estimated["folder"], folder)
-    record = footage.DepthSequence(**{**estimated["seen"]["depth"]["footage"], "folder": str(folder)})
-    footage.load_depth_sequence(record, sequence.name, "inverse_depth")
+    footage, sequence, folder = loaded_copy(estimated, tmp_path)
     (folder / "shot_0004.npy").write_bytes(b"not a depth map")  # broken after loading
     scene = bpy.context.scene
     scene.frame_set(4)
