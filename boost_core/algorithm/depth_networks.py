@@ -9,7 +9,8 @@ preparation and post-processing of ``networks.estimate``, the merge net's per-sa
 forward runs on an (N, C, h, w) batch, so results equal the one-at-a-time ones to float32 rounding of the kernels.
 Batch sizes are bounded by an activation-memory budget (estimated per sample from the input size) and by
 ``max_batch``; on CPU the base network's inputs above ``CPU_MAX_BATCHED_BASE_PIXELS`` go one at a time (batching
-them was measured slower there).
+them was measured slower there). With lanes (``speed.lanes``, CPU), the forwards of one call are spread over them,
+the samples split evenly (a pair: one each) and the budget shared; a call with one forward keeps every thread.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class DepthNetworks:
     net: the registry entry (``boost_core.networks.registry.BaseNetwork``; None for a merge-only job).
     forward_seconds: wall time spent in forwards so far; calls: samples run per network ("base", "merge").
     acceleration: the ``speed.acceleration.Acceleration`` applied to the models (None: plain).
+    lanes: a ``speed.lanes.ForwardLanes`` the forwards of one call run side by side in (None: in turn).
     """
 
     net: object
@@ -81,6 +83,7 @@ class DepthNetworks:
     calls: dict = field(default_factory=lambda: {"base": 0, "merge": 0})
     acceleration: object = None
     memory_budget: int = DEFAULT_MEMORY_BUDGET
+    lanes: object = None
 
     @classmethod
     def load(cls, net_name: str, base_weights: str | Path, merge_weights: str | Path | None, device: str = "cpu",
@@ -115,13 +118,33 @@ class DepthNetworks:
         self.forward_seconds += time.perf_counter() - start
         self.calls[kind] += samples
 
+    def _forward(self, model, batch):
+        """``model`` on a stacked CPU batch (N, C, h, w) -> its output on the CPU, float32 (untimed)."""
+        import torch
+
+        with torch.inference_mode(), self._autocast():  # both are per thread: entered in the one that runs
+            return model(batch.to(self.device)).float().cpu()
+
     def forward(self, model, batch, kind: str):
         """One timed forward of ``model`` on a stacked CPU batch (N, C, h, w); returns the output on the CPU,
         float32. kind: "base" or "merge" (for ``calls``)."""
-        import torch
+        with self._timed(kind, batch.shape[0]):
+            return self._forward(model, batch)
 
-        with self._timed(kind, batch.shape[0]), torch.inference_mode(), self._autocast():
-            return model(batch.to(self.device)).float().cpu()
+    def forwards(self, model, batches: list, kind: str) -> list:
+        """``[forward(model, b, kind) for b in batches]``, side by side in the lanes when there are several and
+        lanes (timed as one block: the wall time they took together)."""
+        if self.lanes is None or len(batches) < 2:
+            return [self.forward(model, batch, kind) for batch in batches]
+        with self._timed(kind, sum(batch.shape[0] for batch in batches)):
+            return self.lanes.map(lambda batch: self._forward(model, batch), batches)
+
+    def _chunk_size(self, kind: str, pixels: int, count: int, cap: int) -> int:
+        """Samples per forward for ``count`` inputs of ``pixels`` px: ``batch_size`` within the budget (shared by
+        the lanes) and ``cap``; with lanes, at most an even share of ``count`` per lane."""
+        lanes = 1 if self.lanes is None else self.lanes.count
+        size = batch_size(kind, pixels, self.memory_budget // lanes, cap)
+        return min(size, -(-count // lanes)) if lanes > 1 and count > 1 else size
 
     def singles(self, rgbs: Sequence[np.ndarray], size: int, max_batch: int = 1) -> list[np.ndarray]:
         """Base-network estimates of float64 (h_i, w_i, 3) RGB crops in [0, 1] at network ``size`` -> float32
@@ -138,14 +161,16 @@ class DepthNetworks:
         for index, x in enumerate(inputs):
             groups.setdefault(tuple(x.shape), []).append(index)
         on_cpu = str(self.device).startswith("cpu")
+        batched: list[list[int]] = []  # sample indices per forward, equal shapes in each
         for shape, indices in groups.items():
             pixels = shape[-2] * shape[-1]
             cap = 1 if on_cpu and pixels > CPU_MAX_BATCHED_BASE_PIXELS else max_batch
-            for chunk in chunks(indices, batch_size("base", pixels, self.memory_budget, cap)):
-                y = self.forward(self.base_model, torch.cat([inputs[i] for i in chunk]), "base")
-                for row, index in enumerate(chunk):
-                    pred = y[row].reshape(y.shape[-2], y.shape[-1]).numpy()
-                    results[index] = postprocess(self.net, pred, images[index].shape[:2])
+            batched.extend(chunks(indices, self._chunk_size("base", pixels, len(indices), cap)))
+        outputs = self.forwards(self.base_model, [torch.cat([inputs[i] for i in chunk]) for chunk in batched], "base")
+        for chunk, y in zip(batched, outputs):
+            for row, index in enumerate(chunk):
+                pred = y[row].reshape(y.shape[-2], y.shape[-1]).numpy()
+                results[index] = postprocess(self.net, pred, images[index].shape[:2])
         return results
 
     def single(self, rgb: np.ndarray, size: int) -> np.ndarray:
@@ -171,15 +196,17 @@ class DepthNetworks:
             raise RuntimeError("the merge network was not loaded (load_networks(..., merge_weights=...))")
         if len(lows) != len(highs):
             raise ValueError(f"merges needs as many low as high maps, got {len(lows)} and {len(highs)}")
-        results = []
-        size = batch_size("merge", MERGE_SIZE * MERGE_SIZE, self.memory_budget, max_batch)
+        size = self._chunk_size("merge", MERGE_SIZE * MERGE_SIZE, len(lows), max_batch)
+        batches = []
         for chunk in chunks(list(zip(lows, highs)), size):
             samples = []
             for low, high in chunk:
                 pair = [min_max(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))) for x in (low, high)]
                 samples.append(torch.stack(pair) * 2 - 1)
-            fake_b = self.forward(self.merge_model, torch.stack(samples), "merge")
-            results.extend(((fake_b[row] + 1) / 2).squeeze().numpy() for row in range(len(chunk)))
+            batches.append(torch.stack(samples))
+        results = []
+        for fake_b in self.forwards(self.merge_model, batches, "merge"):
+            results.extend(((fake_b[row] + 1) / 2).squeeze().numpy() for row in range(fake_b.shape[0]))
         return results
 
     def merge(self, low: np.ndarray, high: np.ndarray) -> np.ndarray:

@@ -37,6 +37,9 @@ by the parity goldens in ``tests/``):
   (``boost_core.speed.unet_concat``: merge net -5% at 1024², bit for bit). True forces them, False keeps the original
   layers.
 * ``threads``: torch intra-op threads (None: leave torch's setting alone).
+* ``lanes``: "auto" (default) runs the independent forwards of Final's patch pairs side by side, two lanes of half the
+  threads each, on a CPU with >= 2 threads where the heap settings below apply (``boost_core.speed.lanes``: MiDaS v2
+  at 768² and the merge net -11 % a forward); a number forces that many lanes on CPU, 1 none.
 * ``reuse_freed_memory`` (on): glibc keeps freed activation memory for the next layer instead of unmapping it
   (``boost_core.speed.allocator``; process-wide; merge net -25..35%, MiDaS 768² -20..25% on this project's CPU).
 * ``precision``: "fp32" (default). "bf16" (CPU/CUDA autocast) and "fp16" (CUDA/MPS autocast) are faster
@@ -70,6 +73,7 @@ class Acceleration:
     layer_rewrites: bool | Literal["auto"] = "auto"
     native_kernels: bool | Literal["auto"] = "auto"
     threads: int | None = None
+    lanes: int | Literal["auto"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     reuse_freed_memory: bool = True
 
@@ -81,6 +85,8 @@ class Acceleration:
                 raise ValueError(f"{name} must be True, False or 'auto', got {getattr(self, name)!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be a positive count, got {self.threads}")
+        if self.lanes != "auto" and (isinstance(self.lanes, bool) or not isinstance(self.lanes, int) or self.lanes < 1):
+            raise ValueError(f"lanes must be a positive count or 'auto', got {self.lanes!r}")
 
     @property
     def parity_safe(self) -> bool:
@@ -90,7 +96,7 @@ class Acceleration:
 
 #: no optimisation at all (the reference's way of running the networks): the benchmarks' baseline
 PLAIN = Acceleration(fold_batchnorm=False, channels_last=False, winograd=False, layer_rewrites=False,
-                     native_kernels=False, reuse_freed_memory=False)
+                     native_kernels=False, reuse_freed_memory=False, lanes=1)
 
 
 def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -240,12 +246,35 @@ def accelerate(model: nn.Module, options: Acceleration = Acceleration(), device:
     return model
 
 
+def forward_lanes(options: Acceleration, device: str = "cpu"):
+    """The ``speed.lanes.ForwardLanes`` that ``options.lanes`` asks for on ``device``, or None (forwards in turn).
+
+    "auto": two lanes on a CPU with >= 2 intra-op threads, where the one-heap setting of
+    ``allocator.reuse_freed_memory`` applies (without it the lanes were measured slower); a number: that many lanes
+    on CPU, threads shared between them (at least one each). Never on accelerators (one device, one queue).
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    from . import lanes
+
+    threads = torch.get_num_threads()
+    if options.lanes == "auto":
+        from .allocator import reuse_freed_memory
+
+        count = lanes.lane_count(threads) if options.reuse_freed_memory and reuse_freed_memory() else 1
+    else:
+        count = int(options.lanes)
+    return lanes.ForwardLanes(count, max(1, threads // count)) if count > 1 else None
+
+
 def accelerate_networks(networks, options: Acceleration = Acceleration()):
-    """Apply :func:`accelerate` to both models of a ``DepthNetworks`` (in place); returns it."""
+    """Apply :func:`accelerate` to both models of a ``DepthNetworks`` (in place) and give it the lanes of
+    :func:`forward_lanes`; returns it."""
     networks.base_model = accelerate(networks.base_model, options, networks.device)
     if networks.merge_model is not None:
         networks.merge_model = accelerate(networks.merge_model, options, networks.device)
     networks.acceleration = options
+    networks.lanes = forward_lanes(options, networks.device)
     return networks
 
 
