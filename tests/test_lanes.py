@@ -4,7 +4,9 @@ share of the threads, with the results of one at a time (the goldens run the def
 from __future__ import annotations
 
 import platform
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -130,3 +132,82 @@ def test_the_default_networks_run_pairs_in_lanes_here(checkpoints):
     finally:
         if networks.lanes is not None:
             networks.lanes.close()
+
+
+class Nap(torch.nn.Module):
+    """A layer that takes 20 ms and counts its calls."""
+
+    calls = 0
+
+    def forward(self, x):
+        Nap.calls += 1
+        time.sleep(0.02)
+        return x
+
+
+def test_a_cancel_stops_the_lanes_between_two_layers():
+    """200 layers of 20 ms (4 s a forward); cancelled after ~0.3 s: both lanes stop at their next layer."""
+    model = torch.nn.Sequential(*[Nap() for _ in range(200)])
+    pool = lanes.ForwardLanes(2, 1)
+    pool.watch(model)
+    cancel = threading.Event()
+    threading.Timer(0.3, cancel.set).start()
+    Nap.calls = 0
+    try:
+        with pytest.raises(lanes.LanesStopped):
+            pool.map(model, [torch.zeros(1), torch.zeros(1)], cancel=cancel)
+        for future in pool._running:  # the lanes' own work ended with the stop, not with the forward
+            assert isinstance(future.exception(timeout=5), lanes.LanesStopped)
+        assert Nap.calls < 100  # of 400: each lane ran a few layers, then stopped
+
+        Nap.calls = 0  # the stop does not linger: the next call runs to the end, and so does a forward here
+        short = torch.nn.Sequential(*[Nap() for _ in range(3)])
+        pool.watch(short)
+        assert [t.item() for t in pool.map(short, [torch.ones(1), torch.zeros(1)])] == [1.0, 0.0]
+        model(torch.zeros(1))
+        assert Nap.calls == 6 + 200
+    finally:
+        pool.close()
+
+
+def test_an_interrupted_wait_stops_the_lanes_too():
+    """Ctrl-C / SIGTERM reach the waiting caller as KeyboardInterrupt: it propagates, and the lanes stop."""
+    model = torch.nn.Sequential(*[Nap() for _ in range(200)])
+    pool = lanes.ForwardLanes(2, 1)
+    pool.watch(model)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    Nap.calls = 0
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(KeyboardInterrupt):
+            pool.map(model, [torch.zeros(1), torch.zeros(1)])
+        for future in pool._running:
+            assert isinstance(future.exception(timeout=5), lanes.LanesStopped)
+        assert Nap.calls < 100
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        pool.close()
+
+
+def test_a_cancelled_pair_raises_cancelled_before_its_forwards_end(laned):
+    """The job's cancel event set while a 768² pair runs: Cancelled, and neither forward reached its end."""
+    from boost_core.algorithm.depth_networks import Cancelled
+
+    finished = []
+    handle = laned.base_model.register_forward_hook(lambda module, args, out: finished.append(1))
+    cancel = threading.Event()
+    laned.cancel = cancel
+    rng = np.random.default_rng(3)
+    try:
+        threading.Timer(0.3, cancel.set).start()
+        with pytest.raises(Cancelled):
+            laned.singles([rng.random((300, 300, 3)), rng.random((300, 300, 3))], 768)
+        assert finished == []
+    finally:
+        handle.remove()
+        laned.cancel = None

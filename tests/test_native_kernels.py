@@ -44,7 +44,7 @@ def test_input_transform_is_b_t_d_b(kernels, alpha, b_t):
     nhwc = torch.randn(2, 13, 22, 20)  # 20 channels: two 8-wide blocks and a scalar tail of 4
     top, left, rows, cols = -1, -1, 4, 6  # tiles hang over every border: zeros there
     v = kernels.input_transform(nhwc, top, left, rows, cols, alpha)
-    assert v.shape == (alpha * alpha, 2 * rows * cols, 20) and v.stride(0) > v.shape[1] * 20  # padded slices
+    assert v.shape == (alpha * alpha, 2 * rows * cols, 20) and v.stride() == (20, alpha * alpha * 20, 1)  # tile-major
     bt = torch.from_numpy(b_t)
     d = tiles_of(nhwc, top, left, rows, cols, alpha, native_kernels.TILES[alpha])  # (n, rows, cols, a, a, c)
     expected = torch.einsum("il,nrqljc,mj->imnrqc", bt, d, bt).reshape(alpha * alpha, -1, 20)
@@ -66,6 +66,26 @@ def test_output_transform_is_a_t_m_a_plus_bias(kernels, alpha, a_t, bias):
     expected = y[:, :target.shape[1], :target.shape[2]] + (0 if b is None else b.double())
     assert not target.isnan().any()  # every pixel written
     assert float((target.double() - expected).abs().max()) < 1e-5 * float(expected.abs().max())
+
+
+@pytest.mark.parametrize("alpha, c, k", [(6, 20, 19), (8, 64, 40), (5, 128, 256)])
+def test_multiply_is_the_batched_product_by_onednn_where_u_is_k_major(kernels, alpha, c, k):
+    """M[t] = V[t] @ U[t] for every t, from oneDNN's grouped 1x1 convolution (tile-major M) when u is stored
+    k-major, from torch.bmm otherwise; both equal a float64 product."""
+    torch.manual_seed(alpha + c)
+    nhwc = torch.randn(1, 4 * 3 + 2, 4 * 5 + 2, c)
+    v = kernels.input_transform(nhwc, -1, -1, 3, 5, alpha)  # (a*a, 15, c)
+    u = torch.randn(alpha * alpha, c, k)
+    expected = torch.bmm(v.double(), u.double())
+    fast = kernels.multiply(v, native_kernels.WinogradKernels.gemm_layout(u))
+    assert torch.equal(native_kernels.WinogradKernels.gemm_layout(u), u)
+    if torch.backends.mkldnn.is_available():  # torch's x86 builds: the grouped convolution, tile-major output
+        assert fast.stride() == (k, alpha * alpha * k, 1)
+    plain = kernels.multiply(v, u)  # u as it comes (c-major): the BLAS
+    assert plain.is_contiguous()
+    for m in (fast, plain):
+        assert m.shape == (alpha * alpha, 15, k)
+        assert float((m.double() - expected).abs().max()) < 1e-5 * float(expected.abs().max())
 
 
 def test_large_maps_take_f6_small_ones_f4_tiny_ones_the_direct_convolution(kernels):

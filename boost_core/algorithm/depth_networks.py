@@ -133,11 +133,18 @@ class DepthNetworks:
 
     def forwards(self, model, batches: list, kind: str) -> list:
         """``[forward(model, b, kind) for b in batches]``, side by side in the lanes when there are several and
-        lanes (timed as one block: the wall time they took together)."""
+        lanes (timed as one block: the wall time they took together). A cancel while they run stops them at their
+        next layer and raises Cancelled."""
         if self.lanes is None or len(batches) < 2:
             return [self.forward(model, batch, kind) for batch in batches]
+        from ..speed.lanes import LanesStopped
+
         with self._timed(kind, sum(batch.shape[0] for batch in batches)):
-            return self.lanes.map(lambda batch: self._forward(model, batch), batches)
+            try:
+                return self.lanes.map(lambda batch: self._forward(model, batch), batches, cancel=self.cancel)
+            except LanesStopped:  # the cancel event was set while they ran (a layer in, not a forward)
+                self.check_cancel()
+                raise
 
     def _chunk_size(self, kind: str, pixels: int, count: int, cap: int) -> int:
         """Samples per forward for ``count`` inputs of ``pixels`` px: ``batch_size`` within the budget (shared by

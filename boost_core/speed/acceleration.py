@@ -275,6 +275,10 @@ def accelerate_networks(networks, options: Acceleration = Acceleration()):
         networks.merge_model = accelerate(networks.merge_model, options, networks.device)
     networks.acceleration = options
     networks.lanes = forward_lanes(options, networks.device)
+    if networks.lanes is not None:
+        for model in (networks.base_model, networks.merge_model):
+            if model is not None:
+                networks.lanes.watch(model)  # a cancel stops the lanes between two layers
     return networks
 
 

@@ -243,10 +243,13 @@ class WinogradConv2d(nn.Module):
         return self.algorithm(height, width) is not None
 
     def weights_for(self, algorithm: ToomCook):
-        """(u, kron(B^T, B^T), kron(A^T, A^T)) of ``algorithm``: built in float64 at its first call, then kept."""
+        """(u, kron(B^T, B^T), kron(A^T, A^T)) of ``algorithm``: built in float64 at its first call, then kept;
+        with compiled transforms u is stored k-major (``WinogradKernels.gemm_layout``, for their ``multiply``)."""
         if algorithm.tile not in self.transformed:
-            self.transformed[algorithm.tile] = transformed_weights(self.conv.weight, algorithm.g, algorithm.b_t,
-                                                                   algorithm.a_t)
+            u, b_kron, a_kron = transformed_weights(self.conv.weight, algorithm.g, algorithm.b_t, algorithm.a_t)
+            if self.kernels is not None:
+                u = self.kernels.gemm_layout(u)
+            self.transformed[algorithm.tile] = (u, b_kron, a_kron)
         return self.transformed[algorithm.tile]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -289,8 +292,7 @@ class WinogradConv2d(nn.Module):
         for first, rows, cols in self._bands(x, algorithm):
             top = first * algorithm.tile
             v = self.kernels.input_transform(nhwc, top - 1, -1, rows, cols, algorithm.alpha)
-            m = self.kernels.transformed_buffer(algorithm.alpha, v.shape[1], self.out_channels, v)
-            torch.bmm(v, u, out=m)
+            m = self.kernels.multiply(v, u)
             del v
             place(m, top, rows, cols)
 

@@ -96,6 +96,8 @@ class _Valid2x2:
         self.kernels = kernels  # native_kernels.WinogradKernels for the transforms, None: torch operations
         # u (25, c, k), kron(B^T, B^T) (25, 25), kron(A^T, A^T) (16, 25); the bias is added while placing the tiles
         self.u, self.b_kron, self.a_kron = transformed_weights(weight, G, B_T, A_T)
+        if kernels is not None:
+            self.u = kernels.gemm_layout(self.u)  # k-major, for the compiled path's multiply
         self.bias = None if bias is None else bias.detach()
 
     def __call__(self, nhwc: torch.Tensor) -> torch.Tensor:
@@ -127,8 +129,7 @@ class _Valid2x2:
         for first, rows in tile_row_bands(tiles_h, per_row, BAND_BYTES):
             v = kernels.transformed_buffer(ALPHA, n * rows * tiles_w, c, like)
             fill(v, first, rows, tiles_w)
-            m = kernels.transformed_buffer(ALPHA, n * rows * tiles_w, k, like)
-            torch.bmm(v, self.u, out=m)
+            m = kernels.multiply(v, self.u)
             del v
             place(m, first, rows, tiles_w)
 

@@ -11,7 +11,7 @@
  * Layouts (all float32, channels innermost and contiguous):
  *   input  x   (n, h, w, c) with strides (sn, sh, sw, 1) in floats
  *   tiles      m x m output tiles (m = TILE), rows x cols per image, tile p = (image, row, col) in that order
- *   V          (A*A, P, c): V[t] at v + t * vs (vs >= P * c: a padded stride keeps the A*A streams from aliasing)
+ *   V          (A*A, P, c): V[t] at v + t * vs, tile p at + p * vc (the callers use tile-major strides vs = vc / (A*A))
  *   M          (A*A, P, k): M[t] at m + t * ms
  *   output     (n, height, width, k) with strides (on, oh, ow, 1)
  * Tile p = (image, row, col) covers the virtual pixels m * row + [0, A) x m * col + [0, A); virtual pixel (y, x) is
