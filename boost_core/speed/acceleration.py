@@ -24,7 +24,9 @@ by the parity goldens in ``tests/``):
   copy, a gather, a GEMM with K = 36 and a strided copy: the Winograd layers of MiDaS v2 at 768² 1.88 -> 1.47 s),
   and with them lower floors for Winograd (128 -> 128 channels, maps from 32 tiles, the merge net's 128 -> 256 and
   256 -> 64 layers, MiDaS v2's head phases: MiDaS v2 a further -7% at 384², -4% at 768², LeReS -9%, SGR -16%),
-  and F(6x6, 3x3) on large maps (MiDaS v2 another -3% at 384², -6% at 768², LeReS -6..11%, SGR -12%);
+  and F(6x6, 3x3) on large maps (MiDaS v2 another -3% at 384², -6% at 768², LeReS -6..11%, SGR -12%), and with
+  them the a*a products of each layer as one grouped 1x1 convolution of oneDNN instead of torch's batched GEMM
+  (MKL ran it on AVX2 code paths on the AMD CPU: MiDaS v2 at 768² on one thread 2.86 -> 2.34 s);
   without a C compiler it keeps the torch form and its floors; True requires it (an error names what is missing),
   False keeps the torch form.
 * ``layer_rewrites``: "auto" (default) computes these layer patterns of the channels-last networks on CPU in an
