@@ -16,7 +16,8 @@ own arena, whose heaps are capped at 64 MiB, so the lanes' activation maps fell 
 (the same six 768² forwards took 11.6 s, slower than one after the other).
 
 Torch's thread count is per thread (OpenMP): each lane sets its own once, when it starts; the caller's is left as
-it was. A cancel stops the lanes within a layer, not a forward: when the caller's wait is interrupted (Ctrl-C,
+it was (threads started later take the lanes' count as their default: the engine runs torch only in its main thread
+and the lanes). A cancel stops the lanes within a layer, not a forward: when the caller's wait is interrupted (Ctrl-C,
 SIGTERM) or its cancel event is set, the lanes raise :class:`LanesStopped` at the next module of a model they
 :meth:`~ForwardLanes.watch`. Importing this module imports torch.
 """
