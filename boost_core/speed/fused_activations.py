@@ -28,15 +28,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer_swap import swap_layers
+from .onednn import has_pointwise_convolution
 
 
 def available() -> bool:
     """Whether this torch has oneDNN and the fused convolution operators (torch's CPU builds do)."""
-    try:
-        return (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-                and hasattr(torch.ops.mkldnn, "_convolution_pointwise_"))
-    except (AttributeError, RuntimeError):
-        return False
+    return has_pointwise_convolution(in_place=True)
 
 
 def _fusable(conv: nn.Module) -> bool:

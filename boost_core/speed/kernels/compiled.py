@@ -41,6 +41,8 @@ from pathlib import Path
 
 import torch
 
+from ..onednn import has_pointwise_convolution
+
 SOURCE = Path(__file__).resolve().parent / "winograd_transforms.c"
 ABI = 3  # boost_depth_kernels_abi() of the source
 ENV_CACHE = "BOOST_DEPTH_CACHE"
@@ -210,7 +212,7 @@ class WinogradKernels:
         aa, tiles, c = v.shape
         k = u.shape[2]
         weight = u.transpose(1, 2)  # (a*a, k, c)
-        if (not _onednn() or v.stride() != (c, aa * c, 1) or not weight.is_contiguous()
+        if (not has_pointwise_convolution() or v.stride() != (c, aa * c, 1) or not weight.is_contiguous()
                 or u.dtype != torch.float32 or v.dtype != torch.float32):
             return torch.bmm(v, u)
         x = v.as_strided((1, aa * c, tiles, 1), (aa * c * tiles, 1, aa * c, aa * c))
@@ -262,15 +264,6 @@ class WinogradKernels:
         self._run(self._output[alpha], tiles, m.data_ptr() + 4 * channel_offset, m.stride(0), m.stride(1), k, rows,
                   cols, None if bias is None else bias.data_ptr(), target.data_ptr(), on, oh, ow, target.shape[1],
                   target.shape[2], top, left, step)
-
-
-@functools.lru_cache(maxsize=1)
-def _onednn() -> bool:
-    """Whether this torch has oneDNN's fused convolution operator (torch's x86 CPU builds do)."""
-    try:
-        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    except (AttributeError, RuntimeError):
-        return False
 
 
 @functools.lru_cache(maxsize=1)
