@@ -182,14 +182,15 @@ _inside() {
   cd "$CHECKOUT"
   if [ "$xvfb" = 1 ]; then
     local fifo display
-    fifo=$(mktemp -u /tmp/xvfb-display.XXXXXX)
+    [ -d "${TMPDIR:-}" ] || unset TMPDIR  # a host TMPDIR that is not bound into the root
+    XVFB_TMP=$(mktemp -d -t boost-depth-xvfb.XXXXXX)  # global: used by the EXIT trap
+    fifo=$XVFB_TMP/display
     mkfifo "$fifo"
     Xvfb -displayfd 3 -screen 0 "${BOOST_DEPTH_XVFB_SCREEN:-1600x900x24}" -nolisten tcp 3>"$fifo" \
-      >/tmp/xvfb.$$.log 2>&1 &
+      >"$XVFB_TMP/xvfb.log" 2>&1 &
     XVFB_PID=$!  # global: used by the EXIT trap
-    read -r -t 20 display <"$fifo" || { cat /tmp/xvfb.$$.log >&2; die "Xvfb did not start"; }
-    rm -f "$fifo"
-    trap 'kill "$XVFB_PID" 2>/dev/null; wait "$XVFB_PID" 2>/dev/null || true; rm -f /tmp/xvfb.'"$$"'.log' EXIT
+    trap 'kill "$XVFB_PID" 2>/dev/null; wait "$XVFB_PID" 2>/dev/null || true; rm -rf "$XVFB_TMP"' EXIT
+    read -r -t 20 display <"$fifo" || { cat "$XVFB_TMP/xvfb.log" >&2; die "Xvfb did not start"; }
     export DISPLAY=:$display
   fi
   local status=0
