@@ -24,6 +24,21 @@ def _run() -> int:
         return 130
     finally:
         _forget_caught_interrupts()
+        _ignore_late_signals()
+
+
+def _ignore_late_signals() -> None:
+    """The command has ended (its exit status decided, its files written or cleaned up): a SIGTERM / SIGINT that
+    lands while the interpreter shuts down is ignored. CPython puts the default action back for the signals it
+    handles when it finalises, so such a late signal (a runner's timer firing just as the job ends) killed the
+    process with -15 instead of its own status; handlers set to "ignore" are left as they are."""
+    import signal
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            signal.signal(signum, signal.SIG_IGN)
+        except ValueError:  # not the main thread
+            pass
 
 
 def _forget_caught_interrupts() -> None:
